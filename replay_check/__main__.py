@@ -1,0 +1,3 @@
+from replay_check.cli import main
+
+main()

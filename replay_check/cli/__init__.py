@@ -1,0 +1,54 @@
+"""The `replay-check` command group. Commands are thin: parse, call the library, print, exit.
+
+Library errors (`ReplayCheckError`) become one line on stderr and their exit code (2 for bad input);
+`click.UsageError` keeps Click's exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from replay_check import __version__
+from replay_check.errors import ReplayCheckError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ReplayCheckError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="replay-check")
+def cli() -> None:
+    """Replay recorded LeRobot sim episodes in their simulator and see where they diverge.
+
+    \b
+    Examples:
+      replay-check run                      # the embedded sample episode, no network needed
+      replay-check run --repo-id lerobot/aloha_sim_insertion_human --episode 0
+      replay-check info --root path/to/dataset
+    """
+
+
+def _register() -> None:
+    from replay_check.cli import info, record, run, validate, view
+
+    for module in (run, record, info, validate, view):
+        cli.add_command(module.command)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="replay-check")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
