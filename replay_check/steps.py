@@ -1,0 +1,79 @@
+"""The records that flow from the replay engine to metrics and sinks (Rerun, reports, video).
+
+Step t pairs recorded row t with the simulator after actions 0..t-1 (step 0 is the restored
+initial state). Images are present only on steps where they were compared (see image stride).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from replay_check.dataset.episode import DatasetMeta
+from replay_check.profiles import Profile, Tolerances
+from replay_check.sims.base import InitialState
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    """Everything that changes a replay's outcome (hashed into reports so resumed batches can tell)."""
+
+    mode: str = "images"  # "images" | "state"
+    image_stride: int = 1
+    tolerances: Tolerances = field(default_factory=Tolerances)
+
+
+@dataclass
+class StepRecord:
+    t: int
+    timestamp: float
+    recorded_state: np.ndarray
+    replayed_state: np.ndarray
+    action: np.ndarray | None  # the action whose effect this step shows (None at t=0)
+    replayed_objects: dict[str, np.ndarray]  # object name -> position (3,)
+    recorded_objects: dict[str, np.ndarray] | None = None  # from environment_state or image measurement
+    recorded_object_angles: dict[str, float] | None = None  # planar angle (rad), where meaningful (PushT)
+    replayed_object_angles: dict[str, float] | None = None
+    recorded_frames: dict[str, np.ndarray] = field(default_factory=dict)  # dataset camera key -> HxWx3
+    replayed_frames: dict[str, np.ndarray] = field(default_factory=dict)
+    reward: float = 0.0
+    success: bool = False
+    recorded_reward: float | None = None
+    recorded_success: bool | None = None
+    unstable: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str  # "pass" | "warn" | "fail"
+    first_divergence_step: int | None
+    reasons: tuple[str, ...]
+
+
+@dataclass
+class ReplayResult:
+    """A finished replay: per-step metric columns plus everything a report states."""
+
+    meta: DatasetMeta
+    episode_index: int
+    length: int
+    profile: Profile
+    settings: ReplaySettings
+    initial_state: InitialState
+    metrics: dict[str, np.ndarray]  # column name -> per-step values (NaN where not computed), len == length
+    divergence: dict[str, int | None]  # group name -> first diverging step (None: never)
+    summary: dict[str, Any]
+    verdict: Verdict
+    versions: dict[str, str]
+    task: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Sink(Protocol):
+    """Receives steps as they happen; nothing is kept whole unless the sink keeps it."""
+
+    def on_step(self, step: StepRecord, metrics: dict[str, float]) -> None: ...
+
+    def finish(self, result: ReplayResult) -> None: ...
