@@ -74,6 +74,9 @@ class SimAdapter(Protocol):
     def object_poses(self) -> dict[str, Pose]:
         """Current pose of every task object, keyed by the profile's object names."""
 
+    def objects_from_environment_state(self, env_state: np.ndarray) -> dict[str, Pose]:
+        """Object poses from one recorded observation.environment_state row."""
+
     def render(self, camera: str) -> np.ndarray:
         """An HxWx3 uint8 image from `camera` at the size set for that camera."""
 

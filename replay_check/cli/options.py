@@ -1,0 +1,39 @@
+"""Options shared by several commands, as decorators (one definition, one help text)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+
+def dataset_options(func: Callable) -> Callable:
+    """--root / --repo-id / --revision: where the dataset comes from."""
+    func = click.option("--revision", default=None, help="Hub revision (branch, tag or commit) for --repo-id.")(func)
+    func = click.option("--repo-id", default=None, metavar="ORG/NAME",
+                        help="Dataset on the Hugging Face Hub (downloads only the files needed).")(func)
+    func = click.option("--root", type=click.Path(path_type=Path), default=None,
+                        help="Local LeRobot dataset folder (the one holding meta/).")(func)
+    return func
+
+
+def replay_options(func: Callable) -> Callable:
+    """Profile, mode, stride and tolerances: what changes a replay's outcome."""
+    decorators = [
+        click.option("--profile", default=None, metavar="NAME|FILE.toml",
+                     help="Environment profile; default: chosen from the dataset's metadata."),
+        click.option("--mode", type=click.Choice(["images", "state"]), default="images", show_default=True,
+                     help="'state' skips rendering: physics and state metrics only."),
+        click.option("--image-stride", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Render and compare every K-th frame."),
+        click.option("--thresholds", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                     help="TOML file of tolerances ([default] and [profiles.<name>] tables)."),
+        click.option("--tolerance", "tolerances", multiple=True, metavar="KEY=VALUE",
+                     help="Override one tolerance, e.g. --tolerance arm_rad=0.02 (repeatable)."),
+        click.option("--report-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("reports"),
+                     show_default=True, help="Where report folders are written."),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func

@@ -1,0 +1,127 @@
+"""`replay-check run`: replay one episode, write its report and Rerun recording."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from replay_check.cli.options import dataset_options, replay_options
+from replay_check.pipeline import RerunOptions, RunRequest, run_episode
+from replay_check.thresholds import load_thresholds, parse_tolerance_options
+
+
+@click.command("run")
+@dataset_options
+@click.option("--episode", type=click.IntRange(min=0), default=0, show_default=True, help="Episode index.")
+@replay_options
+@click.option("--env-state-from", default=None, metavar="REPO_ID|ROOT",
+              help="Take observation.environment_state from a twin dataset (e.g. lerobot/pusht_keypoints).")
+@click.option("--rrd", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Where to save the Rerun recording [default: <report folder>/recording.rrd].")
+@click.option("--no-rerun", is_flag=True, help="Do not build a Rerun recording.")
+@click.option("--spawn", is_flag=True, help="Open the Rerun viewer while replaying.")
+@click.option("--serve", is_flag=True, help="Serve the recording to a web viewer and print its URL.")
+@click.option("--web-port", type=int, default=None, help="Port of the web viewer (with --serve).")
+@click.option("--grpc-port", type=int, default=None, help="Port of the gRPC data server (with --serve).")
+@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=75, show_default=True,
+              help="JPEG quality of logged images.")
+@click.option("--raw-images", is_flag=True, help="Log images uncompressed (large .rrd files).")
+@click.option("--video", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also write a side-by-side recorded | replayed | diff MP4.")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots in report.md.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def command(root, repo_id, revision, episode, profile, mode, image_stride, thresholds, tolerances, report_dir,
+            env_state_from, rrd, no_rerun, spawn, serve, web_port, grpc_port, jpeg_quality, raw_images, video,
+            no_plots, quiet):
+    """Replay one recorded episode in its simulator and report where it diverges.
+
+    With no --root or --repo-id, replays the sample episode shipped with replay-check (no network).
+    Exit code: 0 pass or warn, 1 fail, 2 bad input.
+
+    \b
+    Examples:
+      replay-check run
+      replay-check run --repo-id lerobot/aloha_sim_insertion_human --episode 0
+      replay-check run --root data/my_pusht --episode 3 --mode state
+      replay-check run --root data/my_aloha --image-stride 5 --video ep0.mp4 --spawn
+    """
+    request = RunRequest(
+        root=root,
+        repo_id=repo_id,
+        revision=revision,
+        episode=episode,
+        profile=profile,
+        mode=mode,
+        image_stride=image_stride,
+        thresholds=load_thresholds(thresholds) if thresholds else None,
+        tolerance_overrides=parse_tolerance_options(tolerances),
+        report_dir=report_dir,
+        rerun=None if no_rerun else RerunOptions(rrd, spawn, serve, web_port, grpc_port,
+                                                 None if raw_images else jpeg_quality),
+        video=video,
+        env_state_from=env_state_from,
+        plots=not no_plots,
+    )
+    with _progress_bar(quiet) as progress:
+        outcome = run_episode(request, progress=progress)
+    result = outcome.result
+    verdict = result.verdict
+    click.echo(f"{result.meta.name} episode {result.episode_index} ({result.length} frames, profile {result.profile.name})")
+    click.echo(f"initial state: {result.initial_state.method}"
+               + (f" (residual {result.initial_state.residual:.3g})" if result.initial_state.residual is not None else ""))
+    for line in _summary_lines(result.summary):
+        click.echo(line)
+    first = "" if verdict.first_divergence_step is None else f", first divergence at step {verdict.first_divergence_step}"
+    click.echo(f"verdict: {verdict.status.upper()}{first}")
+    for reason in verdict.reasons:
+        click.echo(f"  - {reason}")
+    click.echo(f"report: {outcome.report_dir}")
+    if outcome.rrd_path:
+        click.echo(f"recording: {outcome.rrd_path}  (open with: replay-check view {outcome.rrd_path})")
+    if outcome.video_path:
+        click.echo(f"video: {outcome.video_path}")
+    if outcome.viewer_url:
+        click.echo(f"viewer: {outcome.viewer_url}")
+    sys.exit(1 if verdict.status == "fail" else 0)
+
+
+def _summary_lines(summary: dict) -> list[str]:
+    keys = [("state_rmse", "state RMSE"), ("state_max_abs", "state max |error|"),
+            ("image_psnr_mean", "image PSNR mean (dB)"), ("image_ssim_mean", "image SSIM mean"),
+            ("object_position_error_mm_max", "object error max (mm)"),
+            ("replayed_success", "replayed success"), ("recorded_success", "recorded success")]
+    lines = []
+    for key, label in keys:
+        value = summary.get(key)
+        if value is None:
+            continue
+        lines.append(f"{label}: {value:.4g}" if isinstance(value, float) else f"{label}: {value}")
+    return lines
+
+
+class _progress_bar:
+    """A tqdm bar on stderr, silent when quiet or not a terminal."""
+
+    def __init__(self, quiet: bool):
+        self.disabled = quiet or not sys.stderr.isatty()
+        self.bar = None
+
+    def __enter__(self):
+        if self.disabled:
+            return None
+        from tqdm import tqdm
+
+        def update(done: int, total: int) -> None:
+            if self.bar is None:
+                self.bar = tqdm(total=total, unit="step", desc="replay", file=sys.stderr)
+            self.bar.n = done
+            self.bar.refresh()
+
+        return update
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+        return False

@@ -1,0 +1,184 @@
+"""One episode end to end: open the dataset, pick the profile, replay, write report and recording.
+
+`run` and `validate` both go through `run_episode`; the CLI only builds a RunRequest and prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from replay_check.dataset import open_dataset
+from replay_check.dataset.episode import Episode
+from replay_check.errors import DatasetError, InputError
+from replay_check.profiles import Profile, select_profile
+from replay_check.replay import replay_episode
+from replay_check.report import settings_hash, write_episode_report
+from replay_check.steps import ReplayResult, ReplaySettings, Sink
+from replay_check.thresholds import tolerances_for
+
+
+@dataclass(frozen=True)
+class RerunOptions:
+    rrd_path: Path | None = None  # None: <episode report folder>/recording.rrd
+    spawn: bool = False
+    serve: bool = False
+    web_port: int | None = None
+    grpc_port: int | None = None
+    jpeg_quality: int | None = 75
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What to replay and where results go. root and repo_id both None means the embedded sample."""
+
+    root: Path | None = None
+    repo_id: str | None = None
+    revision: str | None = None
+    episode: int = 0
+    profile: str | None = None
+    mode: str = "images"
+    image_stride: int = 1
+    thresholds: dict[str, Any] | None = None
+    tolerance_overrides: dict[str, float] = field(default_factory=dict)
+    report_dir: Path = Path("reports")
+    rerun: RerunOptions | None = field(default_factory=RerunOptions)
+    video: Path | None = None
+    env_state_from: str | None = None
+    plots: bool = True
+
+
+@dataclass
+class RunOutcome:
+    result: ReplayResult
+    report_dir: Path
+    rrd_path: Path | None = None
+    video_path: Path | None = None
+    viewer_url: str | None = None
+
+
+def dataset_source(request: RunRequest) -> dict[str, Any]:
+    """Keyword arguments for open_dataset; the embedded sample when neither root nor repo_id is given."""
+    if request.root is None and request.repo_id is None:
+        from replay_check.data import sample_dataset_root
+
+        return {"root": sample_dataset_root()}
+    return {"root": request.root, "repo_id": request.repo_id, "revision": request.revision}
+
+
+def open_twin(source: str):
+    """A dataset given as a local folder (if it exists) or a hub repo id."""
+    return open_dataset(root=source) if Path(source).exists() else open_dataset(repo_id=source)
+
+
+def attach_environment_state(episode: Episode, twin: Episode) -> Episode:
+    """Take observation.environment_state from a twin dataset's same episode (lerobot/pusht + pusht_keypoints)."""
+    if twin.environment_state is None:
+        raise DatasetError(f"twin dataset {twin.meta.name} has no observation.environment_state")
+    if twin.length != episode.length:
+        raise DatasetError(
+            f"twin dataset {twin.meta.name} episode {twin.index} has {twin.length} frames; "
+            f"{episode.meta.name} episode {episode.index} has {episode.length}"
+        )
+    if not np.allclose(twin.state, episode.state, atol=1e-4):
+        raise DatasetError(f"twin dataset {twin.meta.name} episode {twin.index} has different observation.state rows")
+    return dataclasses.replace(episode, environment_state=twin.environment_state)
+
+
+def episode_report_dir(report_dir: Path, dataset_name: str, episode: int) -> Path:
+    return Path(report_dir) / dataset_name / f"episode_{episode:06d}"
+
+
+def prepare(request: RunRequest) -> tuple[Episode, Profile, ReplaySettings]:
+    """Load the episode, choose the profile and resolve tolerances (all input errors surface here)."""
+    dataset = open_dataset(**dataset_source(request))
+    episode = dataset.episode(request.episode)
+    if request.env_state_from:
+        twin = open_twin(request.env_state_from).episode(request.episode)
+        episode = attach_environment_state(episode, twin)
+    profile = select_profile(dataset.meta, request.profile)
+    settings = ReplaySettings(
+        mode=request.mode,
+        image_stride=request.image_stride,
+        tolerances=tolerances_for(profile, request.thresholds, request.tolerance_overrides),
+    )
+    if not episode.cameras and settings.mode == "images":
+        settings = dataclasses.replace(settings, mode="state")  # keypoints-only datasets: nothing to render
+    return episode, profile, settings
+
+
+def _sinks(request: RunRequest, episode: Episode, profile: Profile, rrd_tmp: Path | None) -> tuple[list[Sink], Any]:
+    sinks: list[Sink] = []
+    rerun_sink = None
+    cameras = list(episode.cameras) if request.mode == "images" else []
+    if request.rerun is not None:
+        from replay_check.viz import RerunSink
+
+        opts = request.rerun
+        rerun_sink = RerunSink(
+            recording_name=f"{episode.meta.name} episode {episode.index}",
+            rrd_path=rrd_tmp,
+            spawn=opts.spawn,
+            serve=opts.serve,
+            web_port=opts.web_port,
+            grpc_port=opts.grpc_port,
+            jpeg_quality=opts.jpeg_quality,
+            cameras=cameras,
+            state_names=list(episode.state_names or [f"state_{i}" for i in range(episode.state.shape[1])]),
+            groups=profile.state_groups,
+            objects=list(profile.objects),
+            fps=episode.fps,
+        )
+        sinks.append(rerun_sink)
+    if request.video is not None:
+        if not cameras:
+            raise InputError("--video needs image mode and a dataset with a camera")
+        from replay_check.video_export import VideoSink
+
+        sinks.append(VideoSink(Path(request.video), fps=episode.fps, cameras=cameras))
+    return sinks, rerun_sink
+
+
+def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None = None) -> RunOutcome:
+    """Replay one episode and write its report folder (atomically) plus the requested recording/video."""
+    episode, profile, settings = prepare(request)
+    out_dir = episode_report_dir(request.report_dir, episode.meta.name, episode.index)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    rrd_final: Path | None = None
+    rrd_tmp: Path | None = None
+    if request.rerun is not None:
+        rrd_final = request.rerun.rrd_path or out_dir / "recording.rrd"
+        fd, name = tempfile.mkstemp(suffix=".rrd.tmp", dir=out_dir.parent)
+        os.close(fd)
+        rrd_tmp = Path(name)
+    try:
+        sinks, rerun_sink = _sinks(request, episode, profile, rrd_tmp)
+        result = replay_episode(episode, profile, settings, sinks=sinks, progress=progress)
+        result.extra["settings_hash"] = settings_hash(settings, profile.name)
+        result.extra["dataset_revision"] = request.revision
+        result.extra["artifacts"] = {
+            "recording": str(rrd_final) if rrd_final else None,
+            "video": str(request.video) if request.video else None,
+        }
+        report_path = write_episode_report(result, out_dir, plots=request.plots)
+        if rrd_tmp is not None and rrd_final is not None:
+            rrd_final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(rrd_tmp, rrd_final)
+            rrd_tmp = None
+    finally:
+        if rrd_tmp is not None and rrd_tmp.exists():
+            rrd_tmp.unlink()
+    return RunOutcome(
+        result=result,
+        report_dir=report_path,
+        rrd_path=rrd_final,
+        video_path=request.video,
+        viewer_url=getattr(rerun_sink, "url", None),
+    )

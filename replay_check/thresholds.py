@@ -1,0 +1,71 @@
+"""Tolerance overrides from a TOML file and from `--tolerance KEY=VALUE` options.
+
+File shape (every key optional; unknown keys are an error naming them):
+
+    [default]                 # applies to every profile
+    consecutive_steps = 5
+    [profiles.aloha-insertion]
+    arm_rad = 0.03
+    object_mm = 10.0
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from replay_check.errors import ConfigError
+from replay_check.profiles import Profile, Tolerances
+
+
+def load_thresholds(path: str | Path) -> dict[str, Any]:
+    """Parse and validate a thresholds file (types are checked against Tolerances on load)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"thresholds file {path} does not exist") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"thresholds file {path} is not valid TOML: {exc}") from None
+    unknown = set(data) - {"default", "profiles"}
+    if unknown:
+        raise ConfigError(f"thresholds file {path}: unknown section(s) {sorted(unknown)}; expected [default], [profiles.<name>]")
+    Tolerances().override(data.get("default", {}), source=f"{path} [default]")
+    profiles = data.get("profiles", {})
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"thresholds file {path}: [profiles] must be a table of profile tables")
+    for name, values in profiles.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"thresholds file {path}: profiles.{name} must be a table")
+        Tolerances().override(values, source=f"{path} [profiles.{name}]")
+    return data
+
+
+def parse_tolerance_options(items: tuple[str, ...] | list[str]) -> dict[str, float]:
+    """`KEY=VALUE` strings from the command line -> a dict of numbers."""
+    values: dict[str, float] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--tolerance expects KEY=VALUE, got {item!r}")
+        try:
+            number = float(raw)
+        except ValueError:
+            raise ConfigError(f"--tolerance {key}: {raw!r} is not a number") from None
+        values[key.strip()] = int(number) if key.strip() == "consecutive_steps" and number.is_integer() else number
+    return values
+
+
+def tolerances_for(profile: Profile, thresholds: dict[str, Any] | None = None,
+                   overrides: dict[str, float] | None = None) -> Tolerances:
+    """Profile defaults, then the file's [default], then its [profiles.<name>], then command-line overrides."""
+    tolerances = profile.tolerances
+    if thresholds:
+        tolerances = tolerances.override(thresholds.get("default", {}), source="thresholds [default]")
+        tolerances = tolerances.override(
+            thresholds.get("profiles", {}).get(profile.name, {}), source=f"thresholds [profiles.{profile.name}]"
+        )
+    if overrides:
+        tolerances = tolerances.override(overrides, source="--tolerance")
+    return tolerances
