@@ -39,8 +39,10 @@ class Tolerances:
             if key not in known:
                 raise ConfigError(f"{source}: unknown tolerance {key!r}; known: {', '.join(sorted(known))}")
             want = int if known[key] in ("int", int) else float
-            if isinstance(value, bool) or not isinstance(value, int | float) or (want is int and not isinstance(value, int)):
-                raise ConfigError(f"{source}: tolerance {key!r} must be a {want.__name__}, got {value!r}")
+            wrong_type = not isinstance(value, int | float) or (want is int and not isinstance(value, int))
+            if isinstance(value, bool) or wrong_type:
+                kind = "an integer" if want is int else "a number"
+                raise ConfigError(f"{source}: tolerance {key!r} must be {kind}, got {value!r}")
             if value < 0:
                 raise ConfigError(f"{source}: tolerance {key!r} must be >= 0, got {value!r}")
             clean[key] = want(value)
