@@ -7,6 +7,7 @@ One encoder stays open across episodes: episode k's segment starts where episode
 
 from __future__ import annotations
 
+import contextlib
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -48,11 +49,15 @@ def video_info(*, height: int, width: int, fps: int) -> dict:
 class VideoEncoder:
     """Encode HxWx3 uint8 frames to an AV1 mp4, one at a time; frame n is shown at n / fps."""
 
-    def __init__(self, path: str | Path, *, fps: int, height: int, width: int, crf: int = CRF, gop: int = GOP):
+    def __init__(
+        self, path: str | Path, *, fps: int, height: int, width: int, crf: int = CRF, gop: int = GOP
+    ):
         import av
 
         if not av1_encoder_available():
-            raise VideoError(f"PyAV {av.__version__} has no {CODEC} encoder; expected a PyAV>=14 wheel with SVT-AV1")
+            raise VideoError(
+                f"PyAV {av.__version__} has no {CODEC} encoder; expected a PyAV>=14 wheel with SVT-AV1"
+            )
         if height % 2 or width % 2:
             raise VideoError(f"frame size {height}x{width} is odd; {PIX_FMT} needs even height and width")
         self.path = Path(path)
@@ -63,7 +68,9 @@ class VideoEncoder:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._time_base = Fraction(1, self.fps)
         self._container = av.open(str(self.path), mode="w")
-        self._stream = self._container.add_stream(CODEC, rate=self.fps, options={"g": str(gop), "crf": str(crf)})
+        self._stream = self._container.add_stream(
+            CODEC, rate=self.fps, options={"g": str(gop), "crf": str(crf)}
+        )
         self._stream.width = self.width
         self._stream.height = self.height
         self._stream.pix_fmt = PIX_FMT
@@ -77,7 +84,9 @@ class VideoEncoder:
             raise VideoError(f"encoder for {self.path} is closed; cannot write more frames")
         expected = (self.height, self.width, 3)
         if frame.shape != expected or frame.dtype != np.uint8:
-            raise VideoError(f"frame for {self.path.name} is {frame.dtype}{tuple(frame.shape)}; expected uint8{expected}")
+            raise VideoError(
+                f"frame for {self.path.name} is {frame.dtype}{tuple(frame.shape)}; expected uint8{expected}"
+            )
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
         video_frame.pts = self.frames_written
         video_frame.time_base = self._time_base
@@ -100,10 +109,8 @@ class VideoEncoder:
         """Close without caring whether the file is usable (used when the writer is being thrown away)."""
         if self._container is None:
             return
-        try:
+        with contextlib.suppress(Exception):  # the file is discarded anyway
             self._container.close()
-        except Exception:  # noqa: BLE001 - the file is discarded anyway
-            pass
         self._container = None
 
     def __enter__(self) -> VideoEncoder:
