@@ -237,3 +237,22 @@ def test_reserved_and_unknown_features_are_rejected(tmp_path: Path):
     with pytest.raises(DatasetError, match="dtype"):
         DatasetWriter(tmp_path / "b", fps=FPS, features={"x": {"dtype": "string", "shape": [1]}})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_round_trip_through_reader(dataset: Path):
+    """What the writer stores, our reader gives back (runs once replay_check.dataset.open_dataset exists)."""
+    import replay_check.dataset as dataset_package
+
+    if not hasattr(dataset_package, "open_dataset"):
+        pytest.skip("replay_check.dataset.open_dataset is not in the tree yet")
+    opened = dataset_package.open_dataset(root=dataset)
+    assert (opened.meta.total_episodes, opened.meta.total_frames, opened.meta.fps) == (2, 50, FPS)
+    assert opened.meta.camera_keys == (CAMERA,)
+    episode = opened.episode(1)
+    assert (episode.length, episode.task) == (20, TASKS[1])
+    np.testing.assert_array_equal(episode.state, np.stack([state_row(n) for n in range(30, 50)]))
+    np.testing.assert_allclose(episode.timestamps, np.arange(20) / FPS, atol=1e-6)
+    frames = list(episode.cameras[CAMERA].iter_frames(0))
+    assert len(frames) == 20
+    errors = [np.abs(f.astype(float) - smooth_image(30 + i)).mean() for i, f in enumerate(frames)]
+    assert max(errors) < 3, f"worst mean abs diff {max(errors):.2f}/255"
