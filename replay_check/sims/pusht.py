@@ -138,7 +138,10 @@ class PushTAdapter:
         """The observation image (no action marker) as gym-pusht draws it: 512 px canvas, resized."""
         if camera not in self.cameras:
             raise InputError(f"PushT camera {camera!r} is not set up; expected one of {list(self.cameras)}")
-        height, width = self.cameras[camera]
+        return self.render_size(*self.cameras[camera])
+
+    def render_size(self, height: int, width: int) -> np.ndarray:
+        """The observation image at any size (the estimator renders at the recorded frame's size)."""
         image = self.env._get_img(self.env._draw(), width=width, height=height, render_action=False)
         return np.ascontiguousarray(image)
 

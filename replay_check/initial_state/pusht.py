@@ -1,0 +1,159 @@
+"""PushT block pose from a camera frame: colour mask, coarse pose, then render-and-compare.
+
+lerobot/pusht stores only the agent position, so the block's initial pose must come from frame 0.
+The observation image is gym-pusht's 512 px canvas resized to 96x96 with bilinear sampling: one image
+pixel spans 5.3 arena units, so a fit of the whole T (not of single edges) is what gets sub-pixel.
+Coordinates: arena units (0..512), block pose = pymunk body origin (x, y) and angle (rad).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy import optimize
+
+from replay_check.errors import EstimationError
+from replay_check.sims.base import InitialState, Pose
+from replay_check.sims.pusht import BLOCK_RGB, T_KEYPOINTS_LOCAL, PushTAdapter, rotation
+
+ARENA = 512
+# Area centroid of the T in the body frame: bar 120x30 centred at (0, 15), stem 30x90 at (0, 75).
+T_CENTROID_LOCAL = np.array([0.0, (3600 * 15 + 2700 * 75) / 6300])
+T_AREA = 6300.0
+COLOUR_RADIUS = 60.0  # RGB distance from BLOCK_RGB at which a pixel stops counting as block
+MIN_BLOCK_FRACTION = 0.25  # fewer block pixels than this share of the T's area: no block in view
+SUBPIXEL_SHIFT = 4  # cv2.fillPoly fixed-point bits
+
+
+def blockness(frame: np.ndarray) -> np.ndarray:
+    """Per-pixel likelihood (0..1) of showing the block, from the distance to its fill colour."""
+    distance = np.linalg.norm(frame.astype(np.float32) - np.array(BLOCK_RGB, np.float32), axis=-1)
+    return np.clip(1.0 - distance / COLOUR_RADIUS, 0.0, 1.0)
+
+
+def t_coverage(pose: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The T drawn at `pose` on the 512 canvas and resized as gym-pusht does: a 0..1 silhouette."""
+    canvas = np.zeros((ARENA, ARENA), np.float32)
+    corners = T_KEYPOINTS_LOCAL @ rotation(pose[2]).T + pose[:2]
+    scale = 1 << SUBPIXEL_SHIFT
+    for quad in (corners[:4], corners[4:]):
+        cv2.fillPoly(canvas, [np.round(quad * scale).astype(np.int32)], 1.0, cv2.LINE_8, SUBPIXEL_SHIFT)
+    return cv2.resize(canvas, (width, height))
+
+
+def coarse_pose(likelihood: np.ndarray) -> tuple[np.ndarray, float]:
+    """(x, y, angle) placing the T's centroid on the mask's and trying angles every 5 degrees."""
+    height, width = likelihood.shape
+    weight = likelihood.sum()
+    rows, cols = np.mgrid[0:height, 0:width]
+    centroid = np.array(
+        [((cols + 0.5) * likelihood).sum() / weight * ARENA / width,
+         ((rows + 0.5) * likelihood).sum() / weight * ARENA / height]
+    )
+    candidates = []
+    for angle in np.deg2rad(np.arange(-180.0, 180.0, 5.0)):
+        pose = np.array([*(centroid - rotation(angle) @ T_CENTROID_LOCAL), angle])
+        candidates.append((silhouette_cost(pose, likelihood), pose))
+    cost, pose = min(candidates, key=lambda c: c[0])
+    return pose, cost
+
+
+def silhouette_cost(pose: np.ndarray, likelihood: np.ndarray) -> float:
+    """Mean squared difference between the modelled silhouette and the colour likelihood."""
+    model = t_coverage(pose, *likelihood.shape)
+    return float(np.mean((model - likelihood) ** 2))
+
+
+def _nelder_mead(cost, start: np.ndarray, steps: tuple[float, float, float], max_evals: int):
+    """Nelder-Mead from a simplex of the given (x, y, angle) steps: the costs are piecewise constant."""
+    simplex = np.vstack([start, start + np.diag(steps)])
+    return optimize.minimize(
+        cost,
+        start,
+        method="Nelder-Mead",
+        options={"initial_simplex": simplex, "xatol": 0.02, "fatol": 1e-9, "maxfev": max_evals},
+    )
+
+
+def _find_block(frame: np.ndarray) -> np.ndarray:
+    """The colour likelihood of a frame that shows the block; EstimationError naming it otherwise."""
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise EstimationError(f"PushT frame has shape {frame.shape}; expected HxWx3 to find the block in")
+    likelihood = blockness(frame)
+    height, width = likelihood.shape
+    expected_pixels = T_AREA * height * width / ARENA**2
+    if likelihood.sum() < MIN_BLOCK_FRACTION * expected_pixels:
+        raise EstimationError(
+            f"no 'block' in the {height}x{width} frame: {likelihood.sum():.1f} block-coloured pixels, "
+            f"expected about {expected_pixels:.0f}"
+        )
+    return likelihood
+
+
+def fit_silhouette(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(coarse pose, silhouette-fitted pose, diagnostics) of the block in one frame."""
+    likelihood = _find_block(frame)
+    coarse, _ = coarse_pose(likelihood)
+    result = _nelder_mead(lambda p: silhouette_cost(p, likelihood), coarse, (4.0, 4.0, np.deg2rad(4.0)), 400)
+    return coarse, np.asarray(result.x), {"silhouette_evals": int(result.nfev)}
+
+
+def measure_block(frame: np.ndarray, adapter: PushTAdapter) -> tuple[float, float, float] | None:
+    """Block (x, y, angle) in one frame by silhouette fit (no simulator rendering); None if not seen."""
+    del adapter  # the silhouette model needs no simulator; kept for the measure signature
+    try:
+        _, pose, _ = fit_silhouette(frame)
+    except EstimationError:
+        return None
+    return float(pose[0]), float(pose[1]), wrap_angle(pose[2])
+
+
+def image_cost(adapter: PushTAdapter, robot: np.ndarray, frame: np.ndarray, pose: np.ndarray) -> float:
+    """Mean squared RGB difference between `frame` and the scene rendered with the block at `pose`."""
+    adapter.set_pose(robot, (float(pose[0]), float(pose[1]), float(pose[2])))
+    rendered = adapter.render_size(frame.shape[0], frame.shape[1])
+    return float(np.mean((rendered.astype(np.float32) - frame.astype(np.float32)) ** 2))
+
+
+def estimate_pusht_initial_state(
+    frame0: np.ndarray, robot_state0: np.ndarray, adapter: PushTAdapter
+) -> InitialState:
+    """Block pose at frame 0: silhouette fit, then render-and-compare of the full scene (agent included).
+
+    Leaves the adapter posed at the estimate; callers restore() before replaying.
+    """
+    frame = np.asarray(frame0)
+    robot = np.asarray(robot_state0, dtype=np.float64).reshape(-1)
+    coarse, fitted, details = fit_silhouette(frame)
+
+    def cost(pose: np.ndarray) -> float:
+        return image_cost(adapter, robot, frame, pose)
+
+    best = np.asarray(fitted)
+    evals = 0
+    for steps in ((3.0, 3.0, np.deg2rad(3.0)), (1.0, 1.0, np.deg2rad(1.0))):
+        result = _nelder_mead(cost, best, steps, 150)
+        evals += int(result.nfev)
+        if result.fun <= cost(best):
+            best = np.asarray(result.x)
+    rms = float(np.sqrt(cost(best)))
+    x, y, angle = float(best[0]), float(best[1]), wrap_angle(best[2])
+    details.update(
+        coarse=[float(coarse[0]), float(coarse[1]), wrap_angle(coarse[2])],
+        silhouette=[float(fitted[0]), float(fitted[1]), wrap_angle(fitted[2])],
+        render_evals=evals,
+        residual_kind="RMS RGB error (0-255) of the rendered frame",
+    )
+    return InitialState(
+        robot=robot,
+        objects={"block": Pose.planar(x, y, angle)},
+        method="estimated",
+        residual=rms,
+        details=details,
+    )
+
+
+def wrap_angle(angle: float) -> float:
+    """Angle in [-pi, pi)."""
+    return float((angle + np.pi) % (2 * np.pi) - np.pi)
