@@ -1,0 +1,405 @@
+"""One episode's report folder: report.json, report.md, PNG plots and steps.parquet, written atomically.
+
+`<report-dir>/<dataset-name>/episode_<NNNNNN>/` is built in a temporary sibling folder and swapped in
+whole, so a crash never leaves a half-written report and a re-run replaces only that episode.
+
+report.json (schema_version "1.0"; these keys are stable, more may be added):
+
+    schema_version  "1.0"
+    tool_version    replay-check version
+    dataset         {repo_id, root, revision, codebase_version, fps, name}
+    episode, length, task, profile
+    versions        {mujoco, dm_control, gym_aloha, gym_pusht, pymunk, numpy, rerun_sdk, replay_check}
+                    (packages that are not installed are left out)
+    settings        {mode, image_stride, tolerances {...}, hash}
+    initial_state   {method: "environment_state" | "estimated", objects {<name>: {position, quaternion}},
+                     residual, details}
+    summary         {state_rmse, state_max_abs, per_joint_max_abs {<name>: v}, per_group_max_abs,
+                     image_psnr_mean, image_psnr_min, image_ssim_mean, image_frames_compared,
+                     image_frames_identical, image_psnr_cap_db, object_units, object_position_error_max,
+                     object_position_error_mm_max (metric units only), object_angle_error_deg_max,
+                     replayed_success, recorded_success, ...}
+    verdict         {status: "pass" | "warn" | "fail", first_divergence_step, reasons [...]}
+    divergence      {<group>: first step | null}
+    divergence_details  {<group>: {step, value, limit, unit, reason}} for diverging groups
+    extra           whatever the engine added (timings_ms_per_step, artifacts, ...)
+
+The JSON is strict: NaN and +/-Infinity are written as null. The PSNR of identical frames is
+infinite; summaries cap it at `image_psnr_cap_db` (100 dB) and count such frames in
+`image_frames_identical`. steps.parquet keeps the raw per-step columns (NaN where not measured,
++inf PSNR for identical frames) plus an int `step` column.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from replay_check.divergence import PSNR_CAP_DB, Check, checks_for
+from replay_check.errors import InputError
+from replay_check.steps import ReplayResult, ReplaySettings
+
+SCHEMA_VERSION = "1.0"
+_PACKAGES = ("mujoco", "dm-control", "gym-aloha", "gym-pusht", "pymunk", "numpy", "rerun-sdk", "replay-check")
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the packages that decide a replay's outcome (absent ones omitted)."""
+    found = {}
+    for package in _PACKAGES:
+        try:
+            found[package.replace("-", "_")] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def _tool_version() -> str:
+    from replay_check import __version__
+
+    return __version__
+
+
+def settings_hash(settings: ReplaySettings, profile_name: str) -> str:
+    """A stable 16-hex-digit sha256 prefix of the profile and settings, so resumed batches can tell."""
+    canonical = {
+        "profile": profile_name,
+        "mode": settings.mode,
+        "image_stride": int(settings.image_stride),
+        "tolerances": dataclasses.asdict(settings.tolerances),
+    }
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types: numpy to Python, paths to str, NaN/Infinity to None."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "to_dict"):
+        return jsonable(value.to_dict())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
+
+
+def _divergence_details(result: ReplayResult) -> dict[str, Any]:
+    details = getattr(result.divergence, "details", {})
+    return {
+        group: {"step": o.step, "value": o.value, "limit": o.limit, "unit": o.unit, "reason": o.describe()}
+        for group, o in details.items()
+    }
+
+
+def build_report(result: ReplayResult) -> dict[str, Any]:
+    """The report.json document (strict-JSON-ready) for one finished replay."""
+    meta = result.meta
+    initial = result.initial_state
+    settings = result.settings
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "tool_version": _tool_version(),
+        "dataset": {
+            "repo_id": meta.repo_id,
+            "root": str(meta.root),
+            "revision": meta.revision or result.extra.get("dataset_revision"),
+            "codebase_version": meta.codebase_version,
+            "fps": meta.fps,
+            "name": meta.name,
+        },
+        "episode": result.episode_index,
+        "length": result.length,
+        "task": result.task,
+        "profile": result.profile.name,
+        "versions": result.versions,
+        "settings": {
+            "mode": settings.mode,
+            "image_stride": settings.image_stride,
+            "tolerances": dataclasses.asdict(settings.tolerances),
+            "hash": result.extra.get("settings_hash") or settings_hash(settings, result.profile.name),
+        },
+        "initial_state": {
+            "method": initial.method,
+            "objects": {name: pose.to_dict() for name, pose in initial.objects.items()},
+            "residual": initial.residual,
+            "details": initial.details,
+        },
+        "summary": result.summary,
+        "verdict": {
+            "status": result.verdict.status,
+            "first_divergence_step": result.verdict.first_divergence_step,
+            "reasons": list(result.verdict.reasons),
+        },
+        "divergence": dict(result.divergence),
+        "divergence_details": _divergence_details(result),
+        "extra": {k: v for k, v in result.extra.items() if k not in ("settings_hash", "dataset_revision")},
+    }
+    return jsonable(report)
+
+
+def _write_json(report: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+
+
+def _write_parquet(columns: dict[str, np.ndarray], length: int, path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = {"step": pa.array(np.arange(length, dtype=np.int32))}
+    for name in sorted(columns):
+        data[name] = pa.array(np.asarray(columns[name], dtype=np.float64))
+    pq.write_table(pa.table(data), path)
+
+
+def _series(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    values = np.asarray(values, dtype=np.float64)
+    steps = np.flatnonzero(~np.isnan(values))
+    return steps, values[steps]
+
+
+def _mark(ax: Any, check: Check | None, first: int | None, own: int | None) -> None:
+    """Limit line, the episode's first divergence (grey) and this group's own onset (red)."""
+    if check is not None:
+        ax.axhline(check.limit * check.scale, color="tab:orange", linestyle="--", linewidth=1, label="limit")
+    if first is not None:
+        ax.axvline(first, color="0.4", linestyle=":", linewidth=1, label=f"first divergence ({first})")
+    if own is not None and own != first:
+        ax.axvline(own, color="tab:red", linewidth=1, label=f"diverges ({own})")
+    elif own is not None:
+        ax.axvline(own, color="tab:red", linewidth=1)
+
+
+def _plot_panels(panels: list[tuple[str, str, np.ndarray, Check | None, int | None]], first: int | None,
+                 path: Path, title: str) -> None:
+    """One stacked subplot per (title, ylabel, values, check, own onset)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 2.1 * len(panels) + 0.6), layout="constrained")
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, (name, ylabel, values, check, own) in zip(axes, panels, strict=True):
+        steps, vals = _series(values)
+        ax.plot(steps, vals, linewidth=1, marker="." if len(steps) < 60 else None)
+        if vals.size and np.all(vals[np.isfinite(vals)] >= 0):
+            ax.set_ylim(bottom=0)
+        _mark(ax, check, first, own)
+        ax.set_title(name, fontsize=9, loc="left")
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    axes[-1].set_xlabel("step")
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=80)
+
+
+def _write_plots(result: ReplayResult, out: Path) -> list[tuple[str, str]]:
+    """PNG plots of state, object and image metrics; returns (caption, file name) pairs."""
+    checks = {c.column: c for c in checks_for(result.profile, result.settings.tolerances, result.metrics)}
+    first = result.verdict.first_divergence_step
+    groups = {
+        "joints.png": ("State error per group (max |error|)", _state_panels(result, checks)),
+        "objects.png": ("Object errors (recorded vs replayed)", _object_panels(result, checks)),
+        "images.png": ("Image agreement (recorded vs replayed)", _image_panels(result, checks)),
+    }
+    written = []
+    for name, (title, panels) in groups.items():
+        if panels:
+            _plot_panels(panels, first, out / name, title)
+            written.append((title, name))
+    return written
+
+
+def _ylabel(text: str, check: Check | None) -> str:
+    return f"{text} ({check.unit})" if check is not None and check.unit else text
+
+
+def _state_panels(result: ReplayResult, checks: dict[str, Check]) -> list:
+    panels = []
+    for group in result.profile.state_groups:
+        column = f"group/{group}"
+        if column in result.metrics:
+            check = checks.get(column)
+            panels.append((group, _ylabel("max |error|", check), result.metrics[column], check,
+                           result.divergence.get(group)))
+    return panels
+
+
+def _object_panels(result: ReplayResult, checks: dict[str, Check]) -> list:
+    panels = []
+    for column in sorted(c for c in result.metrics if c.startswith(("object_err/", "object_angle_err_deg/"))):
+        check = checks.get(column)
+        scale = check.scale if check else 1.0
+        unit = check.unit if check else ""
+        group = check.group if check else column
+        panels.append((group, f"error ({unit})" if unit else "error", result.metrics[column] * scale, check,
+                       result.divergence.get(group)))
+    return panels
+
+
+def _image_panels(result: ReplayResult, checks: dict[str, Check]) -> list:
+    panels = []
+    wanted = sorted(c for c in result.metrics if c.startswith("image/") and c.endswith(("/psnr", "/ssim")))
+    for column in wanted:
+        camera = column[len("image/"):].rsplit("/", 1)[0]
+        values = result.metrics[column]
+        if column.endswith("/psnr"):
+            capped = np.minimum(values, PSNR_CAP_DB)
+            panels.append((f"{camera} PSNR (capped at {PSNR_CAP_DB:g})", "dB", capped,
+                           checks.get(column), result.divergence.get(f"image/{camera}")))
+        else:
+            panels.append((f"{camera} SSIM", "SSIM", values, None, None))
+    return panels
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _table(header: Sequence[str], rows: list[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return lines
+
+
+def _steps_near_divergence(result: ReplayResult, around: int = 3) -> list[str]:
+    """The per-step table around the first divergence, for the watched columns."""
+    first = result.verdict.first_divergence_step
+    if first is None:
+        return []
+    k = result.settings.tolerances.consecutive_steps
+    names = [c for c in sorted(result.metrics)
+             if c.startswith(("group/", "object_err/", "object_angle_err_deg/")) or c.endswith("/psnr")]
+    steps = range(max(0, first - around), min(result.length, first + k + around))
+    rows = [[t, *(_finite_or_none(result.metrics[n][t]) for n in names)] for t in steps]
+    return ["", f"## Steps around the first divergence (step {first})", "", *_table(["step", *names], rows)]
+
+
+def _finite_or_none(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else (None if math.isnan(value) else value)
+
+
+def _markdown(report: dict[str, Any], result: ReplayResult, plots: list[tuple[str, str]]) -> str:
+    verdict = report["verdict"]
+    dataset = report["dataset"]
+    summary = report["summary"]
+    lines = [
+        f"# {dataset['name']} episode {report['episode']}: {verdict['status'].upper()}",
+        "",
+        f"- profile `{report['profile']}`, {report['length']} steps at {dataset['fps']:g} fps, "
+        f"mode `{report['settings']['mode']}`, image stride {report['settings']['image_stride']}, "
+        f"settings hash `{report['settings']['hash']}`",
+        f"- initial state: {report['initial_state']['method']}"
+        + (f" (residual {_cell(report['initial_state']['residual'])})"
+           if report["initial_state"]["residual"] is not None else ""),
+        f"- first divergence: {_cell(verdict['first_divergence_step'])}",
+        "",
+        "## Verdict",
+        "",
+        *([f"- {reason}" for reason in verdict["reasons"]] or ["- no divergence beyond tolerance"]),
+        "",
+        "## Divergence by group",
+        "",
+        *_table(["group", "first step", "value", "limit"], [
+            [g, s, *(report["divergence_details"].get(g, {}).get(k) for k in ("value", "limit"))]
+            for g, s in report["divergence"].items()]),
+        "",
+        "## Summary",
+        "",
+        *_table(["metric", "value"], [[k, v] for k, v in summary.items() if not isinstance(v, dict)]),
+        "",
+        "## Largest error per joint",
+        "",
+        *_table(["joint", "max |error|"], list(summary.get("per_joint_max_abs", {}).items())),
+    ]
+    for caption, name in plots:
+        lines += ["", f"## {caption}", "", f"![{caption}]({name})"]
+    lines += _steps_near_divergence(result)
+    lines += ["", "## Versions", "", *_table(["package", "version"], list(report["versions"].items())),
+              "", "Per-step metrics: `steps.parquet`.", ""]
+    return "\n".join(lines)
+
+
+def _write_folder(result: ReplayResult, out: Path, plots: bool) -> None:
+    report = build_report(result)
+    _write_json(report, out / "report.json")
+    _write_parquet(result.metrics, result.length, out / "steps.parquet")
+    written = _write_plots(result, out) if plots else []
+    (out / "report.md").write_text(_markdown(report, result, written))
+
+
+def _swap_in(tmp: Path, out_dir: Path) -> None:
+    """Replace out_dir by tmp; the previous folder is moved aside first and restored if the swap fails."""
+    aside = None
+    if out_dir.exists():
+        aside = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        os.rmdir(aside)
+        os.replace(out_dir, aside)
+    try:
+        os.replace(tmp, out_dir)
+    except BaseException:
+        if aside is not None:
+            os.replace(aside, out_dir)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def write_episode_report(result: ReplayResult, out_dir: Path, *, plots: bool = True) -> Path:
+    """Write report.json, report.md, plots and steps.parquet into out_dir, atomically; returns out_dir."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a report folder is an ordinary shared folder
+        _write_folder(result, tmp, plots)
+        _swap_in(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def read_report(path: str | Path) -> dict[str, Any]:
+    """A report.json (given as the file or its episode folder) whose schema major version we understand."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "report.json"
+    try:
+        report = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"no report at {path}; expected a report.json or its episode folder") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"report {path} is not readable JSON: {exc}") from None
+    version = str(report.get("schema_version", "")) if isinstance(report, dict) else ""
+    if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+        raise InputError(f"report {path} has schema_version {version or 'none'!r}; expected {SCHEMA_VERSION}")
+    return report
