@@ -296,10 +296,12 @@ def decide_verdict(
     details: dict[str, Onset] = getattr(divergences, "details", {})
     failures: list[str] = []
     warnings: list[str] = []
+    if unstable_step is None and divergences.get("unstable") is not None:
+        unstable_step = divergences["unstable"]
     if unstable_step is not None:
         failures.append(f"the simulation became unstable (physics blew up) at step {unstable_step}")
     for group, step in sorted(divergences.items(), key=lambda item: (item[1] is None, item[1] or 0, item[0])):
-        if step is None or (group == "unstable" and unstable_step is not None):
+        if step is None or group == "unstable":
             continue
         onset = details.get(group)
         text = onset.describe() if onset else f"{group} diverges at step {step}"
