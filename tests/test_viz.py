@@ -1,0 +1,239 @@
+"""RerunSink, the blueprint and the `view` command, on synthetic steps (no simulator, no outside files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rerun.blueprint as rrb
+from click.testing import CliRunner
+from rerun.chunk import RrdReader
+
+from replay_check.dataset.episode import DatasetMeta
+from replay_check.errors import ConfigError
+from replay_check.profiles import Profile, Tolerances
+from replay_check.sims.base import InitialState
+from replay_check.steps import ReplayResult, ReplaySettings, StepRecord, Verdict
+from replay_check.viz import RerunSink, ViewerError, build_blueprint, web_viewer_url
+
+CAM = "observation.images.top"
+NAMES = ["left_waist", "left_gripper", "right_waist", "right_gripper"]
+GROUPS = {"left_arm": (0, 1), "left_gripper": (1, 2), "right_arm": (2, 3), "right_gripper": (3, 4)}
+
+
+def make_steps(n: int, *, stride: int = 1, size: tuple[int, int] = (48, 64)) -> list[StepRecord]:
+    rng = np.random.default_rng(0)
+    steps = []
+    for t in range(n):
+        recorded = rng.integers(0, 255, (*size, 3), dtype=np.uint8)
+        replayed = recorded.copy()
+        replayed[:8] = 0  # a visible difference
+        with_images = t % stride == 0
+        steps.append(StepRecord(
+            t=t,
+            timestamp=t / 50,
+            recorded_state=np.full(4, 0.1 * t),
+            replayed_state=np.full(4, 0.1 * t) + np.array([0.0, 0.01, 0.02, 0.03]),
+            action=None if t == 0 else np.zeros(4),
+            replayed_objects={"peg": np.array([0.1, 0.2, 0.05 + t])},
+            recorded_objects={"peg": np.array([0.1, 0.2, 0.05])},
+            recorded_frames={CAM: recorded} if with_images else {},
+            replayed_frames={CAM: replayed} if with_images else {},
+            reward=float(t),
+        ))
+    return steps
+
+
+def make_result(n: int, divergence: dict[str, int | None], status: str = "fail") -> ReplayResult:
+    meta = DatasetMeta(root=Path("synthetic"), codebase_version="v3.0", fps=50.0, robot_type="aloha",
+                       total_episodes=1, total_frames=n, features={}, tasks=("test",))
+    profile = Profile(name="synthetic", description="", adapter="aloha", task="insertion", env_id="",
+                      fps=50.0, objects=("peg",), cameras={CAM: "top"}, state_groups=GROUPS, match={},
+                      tolerances=Tolerances())
+    group_err = np.linspace(0.0, 1.0, n)
+    psnr = np.full(n, np.nan)
+    psnr[0] = np.inf
+    psnr[2 % n] = 30.0
+    metrics = {"group/left_arm": group_err, "state_rms": group_err / 2, f"image/{CAM}/psnr": psnr,
+               "reward": np.arange(n, dtype=float), "success": np.zeros(n)}
+    first = min((s for s in divergence.values() if s is not None), default=None)
+    return ReplayResult(meta=meta, episode_index=0, length=n, profile=profile, settings=ReplaySettings(),
+                        initial_state=InitialState(robot=np.zeros(4), objects={}, method="environment_state"),
+                        metrics=metrics, divergence=divergence, summary={},
+                        verdict=Verdict(status, first, tuple(f"{g} diverges" for g in divergence)),
+                        versions={})
+
+
+def make_sink(tmp_path: Path, name: str = "rec.rrd", **kwargs) -> RerunSink:
+    return RerunSink(recording_name="synthetic episode 0", rrd_path=tmp_path / name, cameras=[CAM],
+                     state_names=NAMES, groups=GROUPS, objects=["peg"], fps=50.0, **kwargs)
+
+
+def read_rrd(path: Path) -> dict[str, list]:
+    """entity path -> list of record batches logged to it."""
+    chunks: dict[str, list] = {}
+    for chunk in RrdReader(path).stream():
+        chunks.setdefault(chunk.entity_path, []).append(chunk.to_record_batch())
+    return chunks
+
+
+def column(batches: list, name: str) -> list:
+    return [v for batch in batches if name in batch.schema.names for v in batch.column(name).to_pylist()]
+
+
+def walk(node) -> list:
+    found = [node]
+    for child in getattr(node, "contents", None) or []:
+        if not isinstance(child, str):
+            found += walk(child)
+    return found
+
+
+def test_blueprint_puts_recorded_replayed_diff_side_by_side_per_camera():
+    blueprint = build_blueprint([CAM, "observation.images.wrist"], ["left_arm", "right_arm"], ["peg"],
+                                joint_groups={"left_arm": ["left_waist"], "right_arm": ["right_waist"]})
+    assert isinstance(blueprint, rrb.Blueprint)
+    nodes = walk(blueprint.root_container)
+    rows = [n for n in nodes if isinstance(n, rrb.Horizontal)
+            and all(isinstance(c, rrb.Spatial2DView) for c in n.contents)]
+    origins = [[str(v.origin) for v in row.contents] for row in rows]
+    assert origins == [[f"/recorded/{CAM}", f"/replayed/{CAM}", f"/diff/{CAM}"],
+                       ["/recorded/observation.images.wrist", "/replayed/observation.images.wrist",
+                        "/diff/observation.images.wrist"]]
+    series = {str(n.name): n for n in nodes if isinstance(n, rrb.TimeSeriesView)}
+    state_error = next(v for name, v in series.items() if name.startswith("state error"))
+    assert "+ /errors/group/left_arm" in state_error.contents
+    assert {"joints: left_arm", "joints: right_arm", "object peg (x, y, z)"} <= set(series)
+    assert any(isinstance(n, rrb.TextLogView) and str(n.origin) == "/events" for n in nodes)
+
+
+def test_blueprint_without_cameras_has_no_image_views():
+    nodes = walk(build_blueprint([], ["agent"], ["block"]).root_container)
+    assert not any(isinstance(n, rrb.Spatial2DView) for n in nodes)
+    assert any(isinstance(n, rrb.TimeSeriesView) and str(n.name) == "joints" for n in nodes)
+
+
+def test_rrd_holds_images_curves_overlay_and_divergence_event(tmp_path):
+    n, stride = 6, 2
+    sink = make_sink(tmp_path, projector=lambda name, p: (float(p[0]) * 100, float(p[1]) * 100))
+    for step in make_steps(n, stride=stride):
+        sink.on_step(step, {})
+    sink.finish(make_result(n, {"left_arm": 3, "right_arm": None}))
+    path = tmp_path / "rec.rrd"
+    assert path.stat().st_size > 0
+    chunks = read_rrd(path)
+
+    for source in ("recorded", "replayed", "diff"):
+        frames = column(chunks[f"/{source}/{CAM}"], "frame_index")
+        assert frames == [0, 2, 4], source  # images only on strided steps, at their frame index
+    blobs = column(chunks[f"/replayed/{CAM}"], "EncodedImage:blob")
+    assert bytes(blobs[0][0][:2]) == b"\xff\xd8"  # JPEG by default
+
+    replayed = chunks["/joints/right_gripper/replayed"]
+    assert column(replayed, "frame_index") == list(range(n))
+    values = [v[0] for v in column(replayed, "Scalars:scalars")]
+    np.testing.assert_allclose(values, 0.1 * np.arange(n) + 0.03)
+    assert column(chunks["/objects/peg/replayed"], "Scalars:scalars")[2] == pytest.approx([0.1, 0.2, 2.05])
+
+    assert len(column(chunks["/errors/group/left_arm"], "Scalars:scalars")) == n
+    psnr = column(chunks[f"/errors/image/{CAM}/psnr"], "Scalars:scalars")
+    assert [v[0] for v in psnr] == [100.0, 30.0]  # NaN steps dropped, +inf capped
+    assert len(column(chunks["/reward/replayed"], "Scalars:scalars")) == n
+
+    overlay = chunks[f"/recorded/{CAM}/objects"]
+    assert column(overlay, "Points2D:labels")[0] == ["peg"]
+    assert column(overlay, "Points2D:positions")[0] == [pytest.approx([10.0, 20.0])]
+
+    events = chunks["/events"]
+    texts = [v[0] for v in column(events, "TextLog:text")]
+    levels = [v[0] for v in column(events, "TextLog:level")]
+    at = texts.index("step 3: left_arm diverges (first divergence)")
+    assert levels[at] == "ERROR"
+    assert column(events, "frame_index")[at] == 3
+    assert any(text.startswith("verdict FAIL") for text in texts)
+
+
+def test_raw_images_when_jpeg_disabled_and_sinks_do_not_mix(tmp_path):
+    a = make_sink(tmp_path, "a.rrd", jpeg_quality=None)
+    b = make_sink(tmp_path, "b.rrd")
+    steps_a, steps_b = make_steps(2), make_steps(4)
+    for i in range(4):  # interleaved, as two replays in one process would be
+        if i < 2:
+            a.on_step(steps_a[i], {})
+        b.on_step(steps_b[i], {})
+    a.finish(make_result(2, {}, "pass"))
+    b.finish(make_result(4, {}, "pass"))
+    chunks_a, chunks_b = read_rrd(tmp_path / "a.rrd"), read_rrd(tmp_path / "b.rrd")
+    assert column(chunks_a[f"/replayed/{CAM}"], "frame_index") == [0, 1]
+    assert column(chunks_a[f"/replayed/{CAM}"], "Image:buffer")  # raw, not encoded
+    assert column(chunks_b[f"/replayed/{CAM}"], "frame_index") == [0, 1, 2, 3]
+    texts = column(chunks_a["/events"], "TextLog:text")
+    assert texts == [["verdict PASS"]]
+
+
+def test_sink_needs_an_output_and_one_viewer(tmp_path):
+    common = dict(recording_name="x", cameras=[], state_names=NAMES, groups=GROUPS, objects=[], fps=50.0)
+    with pytest.raises(ConfigError, match="no output"):
+        RerunSink(**common)
+    with pytest.raises(ConfigError, match="both spawn and serve"):
+        RerunSink(spawn=True, serve=True, **common)
+    with pytest.raises(ConfigError, match="jpeg_quality"):
+        RerunSink(rrd_path=tmp_path / "x.rrd", jpeg_quality=0, **common)
+
+
+def test_spawn_without_display_is_a_user_error(tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(ViewerError, match="no display.*--serve"):
+        make_sink(tmp_path, spawn=True)
+
+
+def test_web_viewer_url_points_the_browser_at_the_local_grpc_server():
+    url = web_viewer_url("rerun+http://0.0.0.0:9876/proxy", 9090)
+    assert url == "http://127.0.0.1:9090/?url=rerun%2Bhttp%3A%2F%2F127.0.0.1%3A9876%2Fproxy"
+
+
+# ---- replay-check view ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def view_command():
+    from replay_check.cli.view import command
+
+    return command
+
+
+def test_view_rejects_a_missing_or_foreign_file(view_command, tmp_path):
+    result = CliRunner().invoke(view_command, [str(tmp_path / "missing.rrd")])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
+    other = tmp_path / "notes.rrd"
+    other.write_text("hello")
+    result = CliRunner().invoke(view_command, [str(other)])
+    assert result.exit_code == 2
+    assert "not a Rerun recording" in result.output
+
+
+def test_view_help_has_examples(view_command):
+    result = CliRunner().invoke(view_command, ["--help"])
+    assert result.exit_code == 0
+    assert "Examples:" in result.output and "replay-check view" in result.output
+
+
+def test_view_runs_the_rerun_cli_on_the_file(view_command, tmp_path, monkeypatch):
+    sink = make_sink(tmp_path)
+    sink.finish(make_result(1, {}, "pass"))
+    calls = []
+    monkeypatch.setattr("subprocess.call", lambda argv: calls.append(argv) or 0)
+    result = CliRunner().invoke(view_command, [str(tmp_path / "rec.rrd"), "--web", "--web-port", "9191"])
+    assert result.exit_code == 0, result.output
+    rrd = str(tmp_path / "rec.rrd")
+    assert calls[0][1:] == ["-m", "rerun_cli", rrd, "--web-viewer", "--web-viewer-port", "9191"]
+    monkeypatch.setattr("sys.platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    result = CliRunner().invoke(view_command, [str(tmp_path / "rec.rrd")])
+    assert result.exit_code == 1
+    assert "--web" in result.output
