@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from replay_check import divergence, metrics
+from replay_check import alignment, divergence, metrics
 from replay_check.dataset.episode import Episode
 from replay_check.errors import InputError
 from replay_check.initial_state import ObjectMeasure, object_measure, recover_initial_state
@@ -111,11 +111,11 @@ def replay_episode(
         initial = initial_state or recover_initial_state(episode, profile, adapter)
         timer.add("initial_state", start)
         adapter.restore(initial)
-        columns = _run_steps(episode, profile, settings, adapter, cameras, sinks, timer, progress)
+        columns, offsets = _run_steps(episode, profile, settings, adapter, cameras, sinks, timer, progress)
     finally:
         if own_adapter:
             adapter.close()
-    result = _conclude(episode, profile, settings, initial, columns, timer)
+    result = _conclude(episode, profile, settings, initial, columns, offsets, timer)
     for sink in sinks:
         sink.finish(result)
     return result
@@ -142,6 +142,7 @@ def _run_steps(
     if episode.environment_state is None and cameras:
         measure = object_measure(episode, profile, adapter)
     planar = profile.adapter == "pusht"
+    opening: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {key: ([], []) for key in cameras}
     rows: list[dict[str, float]] = []
     for t in range(length):
         tick = time.perf_counter()
@@ -161,6 +162,10 @@ def _run_steps(
         tick = timer.add("decode", tick)
         replayed_frames = {key: adapter.render(profile.cameras[key]) for key in recorded_frames}
         tick = timer.add("render", tick)
+        if settings.image_stride == 1 and t < alignment.WINDOW:
+            for key, frame in recorded_frames.items():
+                opening[key][0].append(alignment.thumbnail(frame))
+                opening[key][1].append(alignment.thumbnail(replayed_frames[key]))
 
         recorded_poses: dict[str, Pose | None] | None = None
         if episode.environment_state is not None:
@@ -196,7 +201,17 @@ def _run_steps(
             progress(t + 1, length)
         if step.unstable:
             break
-    return _to_columns(rows, length)
+    return _to_columns(rows, length), _frame_offsets(opening)
+
+
+def _frame_offsets(opening: dict[str, tuple[list[np.ndarray], list[np.ndarray]]]) -> dict[str, alignment.FrameOffset]:
+    """Per camera, the video offset measured on the opening frames (only where it is significant)."""
+    found = {}
+    for key, (recorded, replayed) in opening.items():
+        offset = alignment.estimate_frame_offset(recorded, replayed)
+        if offset is not None and offset.significant:
+            found[key] = offset
+    return found
 
 
 def _to_columns(rows: list[dict[str, float]], length: int) -> dict[str, np.ndarray]:
@@ -227,11 +242,16 @@ def _conclude(
     settings: ReplaySettings,
     initial: InitialState,
     columns: dict[str, np.ndarray],
+    offsets: dict[str, alignment.FrameOffset],
     timer: _Timer,
 ) -> ReplayResult:
     state_names = list(episode.state_names or [f"state_{i}" for i in range(episode.state.shape[1])])
     checks = divergence.checks_for(profile, settings.tolerances, columns)
     divergences = divergence.find_divergences(columns, checks, settings.tolerances.consecutive_steps)
+    for key, offset in offsets.items():
+        group = f"video_offset/{key}"
+        divergences[group] = 0
+        divergences.details[group] = alignment.OffsetOnset(group, 0, offset.offset, 0, "frames", 1, "offset")
     summary = divergence.summarize(columns, state_names=state_names, objects=list(profile.objects))
     replayed_success = bool(np.nanmax(columns.get("success", np.zeros(1))) >= 1.0)
     recorded_success = _recorded_success(episode, profile)
@@ -262,5 +282,9 @@ def _conclude(
         verdict=verdict,
         versions=versions(),
         task=episode.task,
-        extra={"timings_ms_per_step": {k: 1000.0 * v / steps for k, v in timer.totals.items()}},
+        extra={
+            "timings_ms_per_step": {k: 1000.0 * v / steps for k, v in timer.totals.items()},
+            "video_offsets": {k: {"offset": o.offset, "cost_aligned": o.cost_aligned, "cost_best": o.cost_best}
+                              for k, o in offsets.items()},
+        },
     )

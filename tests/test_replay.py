@@ -77,8 +77,11 @@ def test_video_shifted_by_a_few_frames_diverges_at_frame_zero(profile):
     good = replay_episode(episode, profile, settings)
     bad = replay_episode(shifted, profile, settings)
     assert np.nanmin(good.metrics["image/observation.images.top/psnr"]) > 40
+    assert good.verdict.status == "pass", good.verdict.reasons
     assert bad.verdict.status == "fail"
-    assert bad.divergence.get("image/observation.images.top") == 0 or bad.verdict.first_divergence_step == 0
+    assert bad.verdict.first_divergence_step == 0
+    assert bad.divergence["video_offset/observation.images.top"] == 0
+    assert any("offset by +3 frame" in reason for reason in bad.verdict.reasons), bad.verdict.reasons
 
 
 @pytest.mark.parametrize(
