@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -356,6 +357,16 @@ class RerunSink:
             self._closed = True
             self.rec.flush()
             self.rec.disconnect()
+
+    def block_until_interrupted(self) -> None:
+        """Keep a served/spawned viewer fed until Ctrl-C (the server dies with this process), then close."""
+        try:
+            while self._live and not self._closed:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.close()
 
     def _send(self, path: str, t: np.ndarray, ts: np.ndarray, values: np.ndarray) -> None:
         self.rec.send_columns(

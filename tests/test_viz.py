@@ -190,6 +190,21 @@ def test_spawn_without_display_is_a_user_error(tmp_path, monkeypatch):
         make_sink(tmp_path, spawn=True)
 
 
+def test_block_until_interrupted_closes_the_recording_on_ctrl_c(tmp_path, monkeypatch):
+    sink = make_sink(tmp_path)
+    sink._live = True  # as when serving; no ports are bound in tests
+
+    def interrupt(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("replay_check.viz.time.sleep", interrupt)
+    sink.finish(make_result(1, {}, "pass"))
+    assert not sink._closed  # a live viewer keeps the recording open after finish
+    sink.block_until_interrupted()
+    assert sink._closed
+    assert "/events" in read_rrd(tmp_path / "rec.rrd")
+
+
 def test_web_viewer_url_points_the_browser_at_the_local_grpc_server():
     url = web_viewer_url("rerun+http://0.0.0.0:9876/proxy", 9090)
     assert url == "http://127.0.0.1:9090/?url=rerun%2Bhttp%3A%2F%2F127.0.0.1%3A9876%2Fproxy"
