@@ -209,6 +209,8 @@ def _image_columns(step: StepRecord, cameras: Sequence[str]) -> dict[str, float]
         replayed = step.replayed_frames.get(camera)
         if recorded is None or replayed is None:
             continue
+        # renders arrive as flipped views; OpenCV would copy them once per metric
+        recorded, replayed = np.ascontiguousarray(recorded), np.ascontiguousarray(replayed)
         row[f"image/{camera}/psnr"] = psnr(recorded, replayed)
         row[f"image/{camera}/ssim"] = ssim(recorded, replayed)
         row[f"image/{camera}/mad"] = mean_abs_diff(recorded, replayed)

@@ -297,9 +297,22 @@ def _steps_near_divergence(result: ReplayResult, around: int = 3) -> list[str]:
     k = result.settings.tolerances.consecutive_steps
     names = [c for c in sorted(result.metrics)
              if c.startswith(("group/", "object_err/", "object_angle_err_deg/")) or c.endswith("/psnr")]
-    steps = range(max(0, first - around), min(result.length, first + k + around))
+    steps = _steps_to_show(result, first, k, around)
     rows = [[t, *(_finite_or_none(result.metrics[n][t]) for n in names)] for t in steps]
     return ["", f"## Steps around the first divergence (step {first})", "", *_table(["step", *names], rows)]
+
+
+def _steps_to_show(result: ReplayResult, first: int, k: int, around: int) -> list[int]:
+    """The diverging run and `around` steps either side, counted in the steps its metric was measured on."""
+    checks = checks_for(result.profile, result.settings.tolerances, result.metrics)
+    group = next((g for g, step in result.divergence.items() if step == first), None)
+    column = next((c.column for c in checks if c.group == group), None)
+    if column is None:
+        measured = np.arange(result.length)
+    else:
+        measured = np.flatnonzero(~np.isnan(np.asarray(result.metrics[column], dtype=np.float64)))
+    pos = int(np.searchsorted(measured, first))
+    return [int(t) for t in measured[max(0, pos - around):pos + k + around]]
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -47,7 +47,7 @@ def columns(offset_from: int | None = 20) -> dict[str, np.ndarray]:
 
 def make_result(offset_from: int | None = 20, settings: ReplaySettings | None = None) -> ReplayResult:
     profile = available_profiles()["aloha-transfer-cube"]
-    settings = settings or ReplaySettings(image_stride=2, tolerances=profile.tolerances)
+    settings = settings or ReplaySettings(image_stride=2, tolerances=Tolerances())  # fixed, not the profile
     cols = columns(offset_from)
     checks = divergence.checks_for(profile, settings.tolerances, cols)
     found = divergence.find_divergences(cols, checks, settings.tolerances.consecutive_steps)
@@ -202,3 +202,20 @@ def test_jsonable_turns_numpy_and_non_finite_values_into_plain_json():
              "e": Path("/x"), 1: None}
     expected = {"a": 1.5, "b": [1, 2], "c": [None, None, None], "d": True, "e": "/x", "1": None}
     assert report.jsonable(value) == expected
+
+
+def test_the_divergence_table_follows_the_strided_metric_that_diverged(tmp_path):
+    result = make_result(offset_from=None)
+    psnr = result.metrics[f"image/{CAMERA}/psnr"]
+    psnr[30::2] = 12.0  # measured on even steps only
+    checks = divergence.checks_for(result.profile, result.settings.tolerances, result.metrics)
+    result.divergence = divergence.find_divergences(result.metrics, checks, 5)
+    result.verdict = divergence.decide_verdict(result.divergence, result.summary, length=LENGTH,
+                                               tolerances=result.settings.tolerances, replayed_success=None,
+                                               recorded_success=None, unstable_step=None)
+    assert result.divergence[f"image/{CAMERA}"] == 30
+    md = (report.write_episode_report(result, tmp_path / "ep", plots=False) / "report.md").read_text()
+    table = md.split("Steps around the first divergence (step 30)")[1].split("## Versions")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "step" not in line]
+    steps = [int(line.split("|")[1]) for line in rows]
+    assert steps == list(range(24, 46, 2))  # 3 measured before, the 5-frame run, 3 after
