@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from replay_check.dataset.episode import DatasetMeta, Feature
 from replay_check.errors import InputError, ProfileError
+from replay_check.profiles import select_profile
 from replay_check.sims import make_adapter
 from replay_check.sims.base import InitialState, Pose, SimAdapter
 from replay_check.sims.pusht import (
@@ -113,3 +117,18 @@ def test_render_has_observation_size_and_shows_block(adapter):
 def test_step_rejects_bad_action(adapter):
     with pytest.raises(InputError, match="action"):
         adapter.step(np.zeros(3))
+
+
+@pytest.mark.parametrize(("repo_id", "robot_type"), [("lerobot/pusht", "2d pointer"), (None, "unknown")])
+def test_pusht_profile_is_chosen_for_pusht_datasets(repo_id, robot_type):
+    features = {
+        "observation.state": Feature("observation.state", "float32", (2,)),
+        "action": Feature("action", "float32", (2,)),
+        "observation.image": Feature("observation.image", "video", (96, 96, 3)),
+    }
+    tasks = ("Push the T-shaped block onto the target.",)
+    meta = DatasetMeta(Path("/x/pusht"), "v3.0", 10.0, robot_type, 1, 10, features, tasks, repo_id=repo_id)
+    profile = select_profile(meta)
+    assert profile.name == "pusht" and profile.adapter == "pusht"
+    assert profile.cameras == {"observation.image": "top"}
+    assert profile.objects == ("block",)

@@ -20,21 +20,30 @@ ARENA = 512
 # Area centroid of the T in the body frame: bar 120x30 centred at (0, 15), stem 30x90 at (0, 75).
 T_CENTROID_LOCAL = np.array([0.0, (3600 * 15 + 2700 * 75) / 6300])
 T_AREA = 6300.0
-COLOUR_RADIUS = 60.0  # RGB distance from BLOCK_RGB at which a pixel stops counting as block
+COLOUR_RADIUS = 60.0  # RGB distance from the block's colours at which a pixel stops counting as block
+# The block is drawn as a filled polygon plus a 4 px outline in its darker base colour, which widens
+# the silhouette by about 1 unit per side (fitted on rendered frames).
+OUTLINE_RGB = (119, 136, 153)
+_GROW = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64)
+SILHOUETTE_LOCAL = np.vstack([T_KEYPOINTS_LOCAL[:4] + _GROW, T_KEYPOINTS_LOCAL[4:] + _GROW])
 MIN_BLOCK_FRACTION = 0.25  # fewer block pixels than this share of the T's area: no block in view
 SUBPIXEL_SHIFT = 4  # cv2.fillPoly fixed-point bits
 
 
 def blockness(frame: np.ndarray) -> np.ndarray:
-    """Per-pixel likelihood (0..1) of showing the block, from the distance to its fill colour."""
-    distance = np.linalg.norm(frame.astype(np.float32) - np.array(BLOCK_RGB, np.float32), axis=-1)
+    """Per-pixel likelihood (0..1) of showing the block, from the distance to its fill or outline colour."""
+    pixels = frame.astype(np.float32)
+    distance = np.minimum(
+        np.linalg.norm(pixels - np.array(BLOCK_RGB, np.float32), axis=-1),
+        np.linalg.norm(pixels - np.array(OUTLINE_RGB, np.float32), axis=-1),
+    )
     return np.clip(1.0 - distance / COLOUR_RADIUS, 0.0, 1.0)
 
 
 def t_coverage(pose: np.ndarray, height: int, width: int) -> np.ndarray:
     """The T drawn at `pose` on the 512 canvas and resized as gym-pusht does: a 0..1 silhouette."""
     canvas = np.zeros((ARENA, ARENA), np.float32)
-    corners = T_KEYPOINTS_LOCAL @ rotation(pose[2]).T + pose[:2]
+    corners = SILHOUETTE_LOCAL @ rotation(pose[2]).T + pose[:2]
     scale = 1 << SUBPIXEL_SHIFT
     for quad in (corners[:4], corners[4:]):
         cv2.fillPoly(canvas, [np.round(quad * scale).astype(np.int32)], 1.0, cv2.LINE_8, SUBPIXEL_SHIFT)
