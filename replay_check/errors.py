@@ -39,3 +39,7 @@ class EstimationError(ReplayCheckError):
 
 class ConfigError(ReplayCheckError):
     """A settings or thresholds file has unknown keys or wrong types."""
+
+
+class ViewerError(ReplayCheckError):
+    """The Rerun viewer could not be spawned or served (no display, port taken)."""

@@ -62,6 +62,7 @@ class RunOutcome:
     rrd_path: Path | None = None
     video_path: Path | None = None
     viewer_url: str | None = None
+    viewer: Any = None  # the live RerunSink when spawning or serving (keep it alive to keep the viewer fed)
 
 
 def dataset_source(request: RunRequest) -> dict[str, Any]:
@@ -158,9 +159,18 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
         fd, name = tempfile.mkstemp(suffix=".rrd.tmp", dir=out_dir.parent)
         os.close(fd)
         rrd_tmp = Path(name)
+    sinks: list[Sink] = []
+    rerun_sink = None
     try:
         sinks, rerun_sink = _sinks(request, episode, profile, rrd_tmp)
-        result = replay_episode(episode, profile, settings, sinks=sinks, progress=progress)
+        try:
+            result = replay_episode(episode, profile, settings, sinks=sinks, progress=progress)
+        except BaseException:
+            for sink in sinks:
+                abort = getattr(sink, "abort", None) or getattr(sink, "close", None)
+                if abort:
+                    abort()
+            raise
         result.extra["settings_hash"] = settings_hash(settings, profile.name)
         result.extra["dataset_revision"] = request.revision
         result.extra["artifacts"] = {
@@ -181,4 +191,5 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
         rrd_path=rrd_final,
         video_path=request.video,
         viewer_url=getattr(rerun_sink, "url", None),
+        viewer=rerun_sink if request.rerun and (request.rerun.spawn or request.rerun.serve) else None,
     )

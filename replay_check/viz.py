@@ -29,7 +29,7 @@ import numpy as np
 import rerun as rr
 import rerun.blueprint as rrb
 
-from replay_check.errors import ConfigError, ReplayCheckError
+from replay_check.errors import ConfigError, ViewerError
 from replay_check.steps import ReplayResult, StepRecord
 
 Projector = Callable[[str, np.ndarray], "tuple[float, float] | None"]
@@ -51,10 +51,6 @@ _PLAIN_COLUMNS = {
     "success": "success/replayed",
     "recorded_success": "success/recorded",
 }
-
-
-class ViewerError(ReplayCheckError):
-    """The Rerun viewer could not be spawned or served (no display, port taken)."""
 
 
 def part(name: str) -> str:

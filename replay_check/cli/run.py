@@ -84,6 +84,9 @@ def command(root, repo_id, revision, episode, profile, mode, image_stride, thres
         click.echo(f"video: {outcome.video_path}")
     if outcome.viewer_url:
         click.echo(f"viewer: {outcome.viewer_url}")
+    if outcome.viewer is not None:
+        click.echo("viewer is live; press Ctrl-C to stop", err=True)
+        outcome.viewer.block_until_interrupted()
     sys.exit(1 if verdict.status == "fail" else 0)
 
 
