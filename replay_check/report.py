@@ -185,7 +185,10 @@ def _series(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _mark(ax: Any, check: Check | None, first: int | None, own: int | None) -> None:
     """Limit line, the episode's first divergence (grey) and this group's own onset (red)."""
     if check is not None:
-        ax.axhline(check.limit * check.scale, color="tab:orange", linestyle="--", linewidth=1, label="limit")
+        limit = check.limit * check.scale
+        ax.axhline(limit, color="tab:orange", linestyle="--", linewidth=1, label="limit")
+        bottom, top = ax.get_ylim()
+        ax.set_ylim(bottom, max(top, 1.25 * limit))  # keep the limit in view, even far above tiny errors
     if first is not None:
         ax.axvline(first, color="0.4", linestyle=":", linewidth=1, label=f"first divergence ({first})")
     if own is not None and own != first:
@@ -250,7 +253,8 @@ def _state_panels(result: ReplayResult, checks: dict[str, Check]) -> list:
 
 def _object_panels(result: ReplayResult, checks: dict[str, Check]) -> list:
     panels = []
-    for column in sorted(c for c in result.metrics if c.startswith(("object_err/", "object_angle_err_deg/"))):
+    position = sorted(c for c in result.metrics if c.startswith("object_err/"))
+    for column in position + sorted(c for c in result.metrics if c.startswith("object_angle_err_deg/")):
         check = checks.get(column)
         scale = check.scale if check else 1.0
         unit = check.unit if check else ""
