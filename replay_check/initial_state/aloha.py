@@ -1,0 +1,377 @@
+"""Recover ALOHA object poses from camera frame 0, and measure object positions in any frame.
+
+The public ALOHA sim datasets store no object pose, but frame 0 is rendered right after reset with
+the objects at z=0.05, identity orientation. So each object is found by its colour, its top-face
+centroid is back-projected through the pinhole camera onto the plane of its top face (coarse), and
+(x, y) is then refined by rendering the scene at candidate poses and comparing with frame 0 inside a
+window around each object (render-and-compare; today's renders match the recorded frames at 43-45 dB).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import ConvexHull
+
+from replay_check.errors import EstimationError
+from replay_check.initial_state.camera import PinholeCamera
+from replay_check.sims.aloha import ARM_QPOS, AlohaAdapter
+from replay_check.sims.base import InitialState, Pose
+
+SPAWN_Z = 0.05  # object body height in frame 0 (they fall onto the table afterwards)
+COLOR_CHANNELS = {"red": 0, "green": 1, "blue": 2}
+MIN_CHROMA = 40  # dominant channel minus the larger other one (0-255); the grey arms and table sit near 0
+MIN_VISIBLE_FRACTION = 0.2  # of the top face's expected pixel area, below which an object counts as not seen
+MIN_PIXELS = 8
+WINDOW_PAD_PX = 12
+BLUR_SIGMA_PX = 1.0
+# Up to three 3x3 stencils (9 renders each, one more for the residual); the first is wide enough for
+# a ~5 mm coarse error, and the last is skipped when the previous fit moved every object by < STOP_STEP_M.
+STENCIL_SPACINGS_M = (0.002, 0.001, 0.001)
+STOP_STEP_M = 0.0003
+MAX_JUMP_SPACINGS = 2.0  # trust region of one quadratic fit, in stencil spacings
+Window = tuple[slice, slice]
+_STENCIL = np.array([[dx, dy] for dx in (-1.0, 0.0, 1.0) for dy in (-1.0, 0.0, 1.0)])
+
+
+# -- object geometry from the model ----------------------------------------------------------------
+@dataclass(frozen=True)
+class ObjectGeometry:
+    """What the estimator needs to know about one free-jointed object, in its body frame."""
+
+    name: str
+    qpos_start: int
+    color: str
+    corners: np.ndarray  # (N, 3) box corners of every geom
+    top_offset: float  # body origin -> highest point
+    bottom_offset: float  # body origin -> lowest point (negative)
+    top_area: float  # footprint area of the geoms of `color` (m^2)
+
+
+def _box_corners(pos: np.ndarray, mat: np.ndarray, half: np.ndarray) -> np.ndarray:
+    signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
+    return pos + (signs * half) @ mat.T
+
+
+def _geom_boxes(model, body_id: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """(pos, rotation, half extents, rgba) of every geom of a body, spheres for non-box shapes."""
+    boxes = []
+    for gid in np.flatnonzero(np.asarray(model.geom_bodyid) == body_id):
+        quat = np.asarray(model.geom_quat[gid], dtype=np.float64)
+        mat = _quat_to_mat(quat)
+        if int(model.geom_type[gid]) == 6:  # mjGEOM_BOX
+            half = np.asarray(model.geom_size[gid], dtype=np.float64)
+        else:
+            half = np.full(3, float(model.geom_rbound[gid]))
+        pos = np.asarray(model.geom_pos[gid], dtype=np.float64)
+        boxes.append((pos, mat, half, np.asarray(model.geom_rgba[gid])))
+    return boxes
+
+
+def _quat_to_mat(q: np.ndarray) -> np.ndarray:
+    w, x, y, z = q / np.linalg.norm(q)
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+def _rgba_color_name(rgba: np.ndarray) -> str:
+    return ("red", "green", "blue")[int(np.argmax(rgba[:3]))]
+
+
+def object_geometry(adapter: AlohaAdapter, colors: dict[str, str] | None = None) -> list[ObjectGeometry]:
+    """Geometry of each adapter object from its free joint's body; colour from `colors` or the model."""
+    model = adapter.physics.model
+    geometries = []
+    for i, name in enumerate(adapter.object_names):
+        start = ARM_QPOS + 7 * i
+        joint = np.flatnonzero((np.asarray(model.jnt_qposadr) == start) & (np.asarray(model.jnt_type) == 0))
+        if joint.size != 1:
+            raise EstimationError(f"object {name!r}: no free joint at qpos {start} in the gym-aloha model")
+        boxes = _geom_boxes(model, int(model.jnt_bodyid[joint[0]]))
+        corners = np.concatenate([_box_corners(p, m, h) for p, m, h, _ in boxes])
+        areas: dict[str, float] = {}
+        for _, mat, half, rgba in boxes:
+            extent = np.abs(mat) @ half
+            areas[_rgba_color_name(rgba)] = areas.get(_rgba_color_name(rgba), 0.0) + 4 * extent[0] * extent[1]
+        color = (colors or {}).get(name) or max(areas, key=areas.get)
+        if color not in COLOR_CHANNELS:
+            known = ", ".join(COLOR_CHANNELS)
+            raise EstimationError(f"object {name!r} has colour {color!r}; expected one of {known}")
+        geometries.append(
+            ObjectGeometry(
+                name=name,
+                qpos_start=start,
+                color=color,
+                corners=corners,
+                top_offset=float(corners[:, 2].max()),
+                bottom_offset=float(corners[:, 2].min()),
+                top_area=areas.get(color, float(np.ptp(corners[:, 0]) * np.ptp(corners[:, 1]))),
+            )
+        )
+    return geometries
+
+
+def table_top_z(adapter: AlohaAdapter) -> float:
+    """Height of the table surface (top of the geom named 'table'), 0 when the model has none."""
+    physics = adapter.physics
+    try:
+        gid = physics.model.name2id("table", "geom")
+    except Exception:
+        return 0.0
+    mat = np.asarray(physics.data.geom_xmat[gid]).reshape(3, 3)
+    center, half = np.asarray(physics.model.geom_aabb[gid][:3]), np.asarray(physics.model.geom_aabb[gid][3:])
+    return float(physics.data.geom_xpos[gid][2] + (mat @ center)[2] + np.abs(mat[2]) @ half)
+
+
+# -- segmentation ---------------------------------------------------------------------------------
+def color_mask(frame: np.ndarray, color: str) -> np.ndarray:
+    """Pixels whose `color` channel exceeds both others by MIN_CHROMA (robust to shading and AV1 blur)."""
+    channel = COLOR_CHANNELS[color]
+    image = frame.astype(np.int16)
+    others = np.delete(image, channel, axis=2).max(axis=2)
+    return (image[..., channel] - others) > MIN_CHROMA
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected blob (drops stray pixels and a second object of the same colour)."""
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    if count <= 1:
+        return mask
+    sizes = ndimage.sum(mask, labels, index=np.arange(1, count + 1))
+    return labels == (1 + int(np.argmax(sizes)))
+
+
+def expected_pixels(camera: PinholeCamera, geometry: ObjectGeometry, top_z: float) -> float:
+    """Pixel area of the object's top face when seen straight down from the camera's height."""
+    depth = max(float(camera.center[2] - top_z), 1e-6)
+    return geometry.top_area * (camera.K[0, 0] / depth) ** 2
+
+
+def pixel_centroid(frame: np.ndarray, color: str, min_pixels: float) -> np.ndarray | None:
+    """(u, v) centroid of the largest blob of `color`, None when it has fewer than `min_pixels` pixels."""
+    blob = largest_component(color_mask(frame, color))
+    count = int(blob.sum())
+    if count < max(min_pixels, MIN_PIXELS):
+        return None
+    rows, cols = np.nonzero(blob)
+    return np.array([cols.mean(), rows.mean()])
+
+
+def _polygon_centroid(points: np.ndarray) -> np.ndarray:
+    """Area centroid of the convex hull of 2-D points (shoelace formula)."""
+    ring = points[ConvexHull(points).vertices]
+    nxt = np.roll(ring, -1, axis=0)
+    cross = ring[:, 0] * nxt[:, 1] - nxt[:, 0] * ring[:, 1]
+    return ((ring + nxt) * cross[:, None]).sum(axis=0) / (3.0 * cross.sum())
+
+
+def locate(camera: PinholeCamera, geom: ObjectGeometry, centroid: np.ndarray, body_z: float) -> np.ndarray:
+    """(x, y) of a body at height `body_z` whose colour blob has pixel centroid `centroid`.
+
+    The blob is the object's silhouette, not just its top face: away from the image centre the side
+    faces show too and pull the centroid outwards. Predict that pull from the model's box corners at
+    the current guess and remove it (two fixed-point passes are plenty).
+    """
+    top_z = body_z + geom.top_offset
+    xy = camera.backproject_to_plane(centroid[None], top_z)[0, :2]
+    for _ in range(2):
+        body = np.array([xy[0], xy[1], body_z])
+        silhouette = _polygon_centroid(camera.project(geom.corners + body))
+        top_center = camera.project(np.array([[xy[0], xy[1], top_z]]))[0]
+        xy = camera.backproject_to_plane((centroid - (silhouette - top_center))[None], top_z)[0, :2]
+    return xy
+
+
+def _check_frame(frame: np.ndarray) -> np.ndarray:
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise EstimationError(f"frame has shape {frame.shape}, dtype {frame.dtype}; expected (H, W, 3) uint8")
+    return frame
+
+
+# -- render-and-compare ---------------------------------------------------------------------------
+def _window(camera: PinholeCamera, geometry: ObjectGeometry, xy: np.ndarray) -> Window:
+    """Image rows/columns covering the object at (x, y, SPAWN_Z), padded for the search and shadows."""
+    uv = camera.project(geometry.corners + np.array([xy[0], xy[1], SPAWN_Z]))
+    lo = np.floor(np.nanmin(uv, axis=0)).astype(int) - WINDOW_PAD_PX
+    hi = np.ceil(np.nanmax(uv, axis=0)).astype(int) + WINDOW_PAD_PX + 1
+    lo = np.clip(lo, 0, [camera.width, camera.height])
+    hi = np.clip(hi, 0, [camera.width, camera.height])
+    return slice(lo[1], hi[1]), slice(lo[0], hi[0])
+
+
+def _blurred(image: np.ndarray) -> np.ndarray:
+    """Blur away what AV1 and 4:2:0 chroma do to edges, so renders and decoded frames compare fairly."""
+    return ndimage.gaussian_filter(image.astype(np.float32), sigma=(BLUR_SIGMA_PX, BLUR_SIGMA_PX, 0))
+
+
+class _Scene:
+    """Renders the adapter with the arms fixed and candidate object (x, y), scoring each object's window."""
+
+    def __init__(self, adapter: AlohaAdapter, robot: np.ndarray, camera: str, frame: np.ndarray):
+        self.adapter, self.robot, self.camera = adapter, robot, camera
+        self.frame = frame
+        self.renders = 0
+        self._blurred_frame: dict[Window, np.ndarray] = {}
+
+    def restore(self, xy: dict[str, np.ndarray]) -> None:
+        objects = {name: Pose(np.array([p[0], p[1], SPAWN_Z])) for name, p in xy.items()}
+        self.adapter.restore(InitialState(robot=self.robot, objects=objects, method="estimated"))
+
+    def render(self, xy: dict[str, np.ndarray]) -> np.ndarray:
+        self.restore(xy)
+        height, width = self.frame.shape[:2]
+        self.renders += 1
+        return self.adapter.physics.render(height=height, width=width, camera_id=self.camera)
+
+    def costs(self, xy: dict[str, np.ndarray], windows: dict[str, Window]) -> dict[str, float]:
+        """Mean squared difference of the blurred render and frame in each object's window."""
+        image = self.render(xy)
+        costs = {}
+        for name, window in windows.items():
+            key = (window[0].start, window[0].stop, window[1].start, window[1].stop)
+            if key not in self._blurred_frame:
+                self._blurred_frame[key] = _blurred(self.frame[window])
+            costs[name] = float(np.mean((_blurred(image[window]) - self._blurred_frame[key]) ** 2))
+        return costs
+
+    def abs_errors(self, xy: dict[str, np.ndarray], windows: dict[str, Window]) -> dict[str, float]:
+        """Mean absolute pixel difference (0-255) per object window, unblurred: the reported residual."""
+        diff = np.abs(self.render(xy).astype(np.float32) - self.frame.astype(np.float32))
+        return {name: float(diff[window].mean()) for name, window in windows.items()}
+
+
+def quadratic_minimum(offsets: np.ndarray, costs: np.ndarray, spacing: float) -> np.ndarray | None:
+    """Minimum of the least-squares quadratic through (offset, cost) samples, None if it has no minimum.
+
+    Rasterisation makes the cost a staircase at the sub-pixel scale; a quadratic over a stencil a few
+    pixels wide averages the steps out and lands near the true optimum.
+    """
+    x, y = offsets[:, 0] / spacing, offsets[:, 1] / spacing
+    design = np.column_stack([x * x, y * y, x * y, x, y, np.ones_like(x)])
+    (a, b, c, d, e, _), *_ = np.linalg.lstsq(design, costs, rcond=None)
+    hessian = np.array([[2 * a, c], [c, 2 * b]])
+    if np.linalg.eigvalsh(hessian).min() <= 0:
+        return None
+    return -np.linalg.solve(hessian, [d, e]) * spacing
+
+
+def refine_positions(
+    scene: _Scene, start: dict[str, np.ndarray], windows: dict[str, Window]
+) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Stencil-and-fit rounds on every object's (x, y) at once: one render scores one candidate per object."""
+    current = {name: np.asarray(p, dtype=np.float64).copy() for name, p in start.items()}
+    fitted = dict.fromkeys(current, 0)
+    largest_step = np.inf
+    for round_index, spacing in enumerate(STENCIL_SPACINGS_M):
+        if round_index >= 2 and largest_step < STOP_STEP_M:
+            break
+        largest_step = 0.0
+        offsets = _STENCIL * spacing
+        samples = {name: [] for name in current}
+        for offset in offsets:
+            for name, cost in scene.costs({n: p + offset for n, p in current.items()}, windows).items():
+                samples[name].append(cost)
+        for name, costs in samples.items():
+            costs = np.asarray(costs)
+            step = quadratic_minimum(offsets, costs, spacing)
+            if step is None:
+                step = offsets[int(np.argmin(costs))]
+            else:
+                fitted[name] += 1
+                step = step * min(1.0, MAX_JUMP_SPACINGS * spacing / max(float(np.linalg.norm(step)), 1e-12))
+            current[name] = current[name] + step
+            largest_step = max(largest_step, float(np.linalg.norm(step)))
+    return current, fitted
+
+
+# -- public API -----------------------------------------------------------------------------------
+def estimate_aloha_objects(
+    frame0: np.ndarray,
+    robot_state0: np.ndarray,
+    adapter: AlohaAdapter,
+    camera: str = "top",
+    colors: dict[str, str] | None = None,
+) -> InitialState:
+    """Object poses at frame 0 (z=0.05, identity orientation) with the arms from `robot_state0`."""
+    frame0 = _check_frame(frame0)
+    robot = np.asarray(robot_state0, dtype=np.float64)
+    geometries = object_geometry(adapter, colors)
+    height, width = frame0.shape[:2]
+    scene = _Scene(adapter, robot, camera, frame0)
+    scene.restore({g.name: np.zeros(2) for g in geometries})  # arms in place, cameras forwarded
+    cam = PinholeCamera.from_physics(adapter.physics, camera, height, width)
+
+    coarse, centroids = {}, {}
+    for g in geometries:
+        top_z = SPAWN_Z + g.top_offset
+        centroid = pixel_centroid(frame0, g.color, MIN_VISIBLE_FRACTION * expected_pixels(cam, g, top_z))
+        if centroid is None:
+            raise EstimationError(f"object {g.name!r} ({g.color}) not found in frame 0 of camera {camera!r}")
+        centroids[g.name] = centroid
+        coarse[g.name] = locate(cam, g, centroid, SPAWN_Z)
+
+    windows = {g.name: _window(cam, g, coarse[g.name]) for g in geometries}
+    refined, fits = refine_positions(scene, coarse, windows)
+    errors = scene.abs_errors(refined, windows)  # also leaves the adapter at the estimate
+    objects = {name: Pose(np.array([xy[0], xy[1], SPAWN_Z])) for name, xy in refined.items()}
+
+    sizes = {name: (w[0].stop - w[0].start) * (w[1].stop - w[1].start) for name, w in windows.items()}
+    residual = float(sum(errors[n] * sizes[n] for n in errors) / max(sum(sizes.values()), 1))
+    details = {
+        name: {
+            "pixel_centroid": [float(v) for v in centroids[name]],
+            "coarse_position": [float(coarse[name][0]), float(coarse[name][1]), SPAWN_Z],
+            "refined_position": [float(v) for v in objects[name].position],
+            "iterations": fits[name],
+            "window_residual": errors[name],
+            "renders": scene.renders,
+        }
+        for name in refined
+    }
+    return InitialState(robot=robot, objects=objects, method="estimated", residual=residual, details=details)
+
+
+class ObjectMeter:
+    """Per-frame object positions: the estimator's coarse step (colour blob + back-projection) alone.
+
+    Objects are assumed to rest on the table (their top face at table height + object height), which
+    holds for most of an episode; a lifted object reads displaced radially from the image centre by
+    about lift x offset / camera height. Apply the meter to both recorded and re-rendered frames to
+    cancel that bias when comparing them.
+    """
+
+    def __init__(self, adapter: AlohaAdapter, camera: str, height: int, width: int, colors: dict[str, str]):
+        adapter.physics.forward()  # derived quantities only: camera and table poses
+        self.camera = PinholeCamera.from_physics(adapter.physics, camera, height, width)
+        self.geometries = object_geometry(adapter, colors or None)
+        table = table_top_z(adapter)
+        self._rest_z = {g.name: table - g.bottom_offset for g in self.geometries}
+        self._min_pixels = {
+            g.name: MIN_VISIBLE_FRACTION * expected_pixels(self.camera, g, z + g.top_offset)
+            for g, z in zip(self.geometries, self._rest_z.values(), strict=True)
+        }
+
+    def measure(self, frame: np.ndarray) -> dict[str, np.ndarray | None]:
+        """name -> world position (3,) of the body origin, None when too little of the object is seen."""
+        frame = _check_frame(frame)
+        if frame.shape[:2] != (self.camera.height, self.camera.width):
+            expected = f"{self.camera.height}x{self.camera.width}"
+            raise EstimationError(f"frame is {frame.shape[0]}x{frame.shape[1]}; expected {expected}")
+        found: dict[str, np.ndarray | None] = {}
+        for g in self.geometries:
+            centroid = pixel_centroid(frame, g.color, self._min_pixels[g.name])
+            if centroid is None:
+                found[g.name] = None
+                continue
+            rest_z = self._rest_z[g.name]
+            xy = locate(self.camera, g, centroid, rest_z)
+            found[g.name] = np.array([xy[0], xy[1], rest_z])
+        return found
