@@ -127,10 +127,11 @@ def match_score(profile: Profile, meta: DatasetMeta) -> int:
     for key, dim in (("observation.state", m.get("state_dim")), ("action", m.get("action_dim"))):
         if dim is not None and (key not in feats or feats[key].shape[-1:] != (dim,)):
             return 0
-    if m.get("robot_type") and meta.robot_type and meta.robot_type not in m["robot_type"]:
+    robot_type = None if meta.robot_type in (None, "", "unknown") else meta.robot_type  # lerobot's "no information"
+    if m.get("robot_type") and robot_type and robot_type not in m["robot_type"]:
         return 0
     score = 1
-    if meta.robot_type and meta.robot_type in m.get("robot_type", ()):
+    if robot_type and robot_type in m.get("robot_type", ()):
         score += 2
     if meta.repo_id and any(fnmatch.fnmatch(meta.repo_id.lower(), p) for p in m.get("repo_id", ())):
         score += 4

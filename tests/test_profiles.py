@@ -84,3 +84,7 @@ def test_tolerance_option_needs_key_and_number():
         parse_tolerance_options(["arm_rad"])
     with pytest.raises(ConfigError, match="not a number"):
         parse_tolerance_options(["arm_rad=x"])
+
+
+def test_unknown_robot_type_is_no_information():
+    assert select_profile(meta(robot_type="unknown")).name == "aloha-insertion"
