@@ -1,10 +1,13 @@
 """Recover ALOHA object poses from camera frame 0, and measure object positions in any frame.
 
 The public ALOHA sim datasets store no object pose, but frame 0 is rendered right after reset with
-the objects at z=0.05, identity orientation. So each object is found by its colour, its top-face
-centroid is back-projected through the pinhole camera onto the plane of its top face (coarse), and
-(x, y) is then refined by rendering the scene at candidate poses and comparing with frame 0 inside a
-window around each object (render-and-compare; today's renders match the recorded frames at 43-45 dB).
+the objects at z=0.05, identity orientation. So each object is found by its colour, its blob centroid
+(corrected for the side faces the camera sees) is back-projected through the pinhole camera onto the
+plane of its top face (coarse, ~1-2 mm), and (x, y) is then refined by rendering the scene on small
+stencils of candidate poses and fitting a quadratic to the blurred squared difference with frame 0 in
+a window around each object (render-and-compare; today's renders match the recorded frames at 43-45 dB,
+so the fit lands within ~0.3 mm on the samples). The window residual at the truth is ~2.5/255: AV1 and
+4:2:0 chroma soften the coloured edges.
 """
 
 from __future__ import annotations
