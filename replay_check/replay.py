@@ -168,11 +168,15 @@ def _run_steps(
                 opening[key][1].append(alignment.thumbnail(replayed_frames[key]))
 
         recorded_poses: dict[str, Pose | None] | None = None
+        replayed_poses: dict[str, Pose | None] = dict(adapter.object_poses())
         if episode.environment_state is not None:
             recorded_poses = dict(adapter.objects_from_environment_state(episode.environment_state[t]))
         elif measure is not None and measure[0] in recorded_frames:
+            # Measure both frames the same way: the measurement's biases (lifted or occluded objects,
+            # perspective) then cancel, and only a real difference between the scenes remains.
             recorded_poses = measure[1](recorded_frames[measure[0]])
-        replayed_poses = adapter.object_poses()
+            replayed_poses = measure[1](replayed_frames[measure[0]])
+        tick = timer.add("objects", tick)
         step = StepRecord(
             t=t,
             timestamp=float(episode.timestamps[t]),
@@ -222,6 +226,17 @@ def _to_columns(rows: list[dict[str, float]], length: int) -> dict[str, np.ndarr
         for name, value in row.items():
             columns[name][t] = value
     return columns
+
+
+def _object_source(episode: Episode, profile: Profile, settings: ReplaySettings) -> str:
+    """Where the recorded object poses compared at each step come from."""
+    if not profile.objects:
+        return "none"
+    if episode.environment_state is not None:
+        return "environment_state"
+    if settings.mode == "images" and episode.cameras:
+        return "image measurement of recorded and replayed frames"
+    return "none (state mode without environment_state)"
 
 
 def _recorded_success(episode: Episode, profile: Profile) -> bool | None:
@@ -283,6 +298,7 @@ def _conclude(
         versions=versions(),
         task=episode.task,
         extra={
+            "object_measurement": _object_source(episode, profile, settings),
             "timings_ms_per_step": {k: 1000.0 * v / steps for k, v in timer.totals.items()},
             "video_offsets": {k: {"offset": o.offset, "cost_aligned": o.cost_aligned, "cost_best": o.cost_best}
                               for k, o in offsets.items()},
