@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull
@@ -137,18 +138,17 @@ def table_top_z(adapter: AlohaAdapter) -> float:
 def color_mask(frame: np.ndarray, color: str) -> np.ndarray:
     """Pixels whose `color` channel exceeds both others by MIN_CHROMA (robust to shading and AV1 blur)."""
     channel = COLOR_CHANNELS[color]
-    image = frame.astype(np.int16)
-    others = np.delete(image, channel, axis=2).max(axis=2)
-    return (image[..., channel] - others) > MIN_CHROMA
+    first, second = (c for c in range(3) if c != channel)
+    others = np.maximum(frame[..., first], frame[..., second]).astype(np.int16)
+    return (frame[..., channel].astype(np.int16) - others) > MIN_CHROMA
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest 8-connected blob (drops stray pixels and a second object of the same colour)."""
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
-    if count <= 1:
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    if count <= 2:  # background plus at most one blob
         return mask
-    sizes = ndimage.sum(mask, labels, index=np.arange(1, count + 1))
-    return labels == (1 + int(np.argmax(sizes)))
+    return labels == (1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])))
 
 
 def expected_pixels(camera: PinholeCamera, geometry: ObjectGeometry, top_z: float) -> float:
