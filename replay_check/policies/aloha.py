@@ -34,9 +34,12 @@ SPAWN_Z = 0.05
 OPEN, CLOSED = 1.0, 0.0  # normalized gripper commands
 IDENTITY = np.array([1.0, 0.0, 0.0, 0.0])
 CAMERA_KEY = "observation.images.top"
+PEG_HALF_LENGTH = 0.06
 PEG_CONTACT_OFFSET = 0.10  # peg centre - socket centre along x when the peg end touches the pin
 REFINE_PASSES = 2
 SERVO_GAIN = 0.1
+YAW_SERVO_FROM = 225  # insertion: grasps are closed
+MAX_YAW_FIX = np.deg2rad(25)
 SAG_GAIN = 0.05  # per step; the weld sags a few cm under gravity and grasp loads
 REPLAN_AT = {"transfer_cube": 255, "insertion": 295}  # step at which a plan sees where objects really are
 
@@ -201,7 +204,7 @@ def insertion_plan(
         _wp(240, peg_grip + [0, 0, 0.04], down_right, CLOSED),
         _wp(290, peg_at, down_right, CLOSED),
         _wp(310, peg_at + lateral, down_right, CLOSED),
-        _wp(360, inserted, down_right, CLOSED),
+        _wp(375, inserted, down_right, CLOSED),
         _wp(steps, inserted, down_right, CLOSED),
     ]
     return {"left": left, "right": right}
@@ -238,6 +241,16 @@ def _rotation_vector(q: np.ndarray) -> np.ndarray:
     return q[1:] / sin_half * 2.0 * np.arctan2(sin_half, q[0])
 
 
+def _object_yaws(physics: engine.Physics) -> np.ndarray:
+    """Yaw (rad, about +z) of the socket and the peg: what each hand's turn should cancel."""
+    qpos = physics.data.qpos
+    yaws = []
+    for start in (ARM_QPOS + 10, ARM_QPOS + 3):  # socket quat, peg quat
+        w, x, y, z = qpos[start : start + 4]
+        yaws.append(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
+    return np.array(yaws)
+
+
 def _insertion_misalignment(physics: engine.Physics) -> tuple[np.ndarray, np.ndarray]:
     """How far the peg is off the socket's axis: (world offset across the axis, world rotation vector).
 
@@ -247,7 +260,8 @@ def _insertion_misalignment(physics: engine.Physics) -> tuple[np.ndarray, np.nda
     objects = physics.data.qpos[ARM_QPOS : ARM_QPOS + 14]
     peg_pos, peg_quat, sock_pos, sock_quat = objects[0:3], objects[3:7], objects[7:10], objects[10:14]
     sock_rot = _quat_to_mat(sock_quat)
-    across = sock_rot.T @ (peg_pos - sock_pos) * [0.0, 1.0, 1.0]
+    peg_end = peg_pos + _quat_to_mat(peg_quat) @ [-PEG_HALF_LENGTH, 0.0, 0.0]  # the end that goes in first
+    across = sock_rot.T @ (peg_end - sock_pos) * [0.0, 1.0, 1.0]
     turn = quat_mul(sock_quat, peg_quat * [1, -1, -1, -1])
     return -(sock_rot @ across), _rotation_vector(turn)
 
@@ -319,17 +333,22 @@ def ee_joint_trajectory(task: str, objects: dict[str, Pose], steps: int) -> np.n
         start = _start_waypoints(physics)
         plan = PLANS[task](objects, start, steps)
         out = np.empty((steps, 14))
+        yaw_fix = np.zeros(2)  # insertion only: turns each hand so socket and peg stay square to x
         servo = np.zeros(3)  # insertion only: keeps the peg's axis on the socket's while it slides in
         bias = np.zeros((2, 3))  # integral correction of each weld's sag, so fingertips reach their targets
         for t in range(steps):
             if t == REPLAN_AT[task]:
                 plan = PLANS[task](objects, start, steps, _object_positions(physics, objects))
+            if task == "insertion" and t >= YAW_SERVO_FROM:
+                yaw = _object_yaws(physics)  # socket (left hand), peg (right hand)
+                yaw_fix = np.clip(yaw_fix - SERVO_GAIN * yaw, -MAX_YAW_FIX, MAX_YAW_FIX)
             if task == "insertion" and t >= REPLAN_AT[task]:
                 offset, _ = _insertion_misalignment(physics)
                 servo = np.clip(servo + SERVO_GAIN * offset, -0.05, 0.05)
             grippers = []
             for i, side in enumerate(("left", "right")):
                 xyz, quat, grip = interpolate(plan[side], t + 1)
+                quat = quat_mul(axis_angle_quat((0, 0, 1), np.rad2deg(yaw_fix[i])), quat)
                 if side == "right":
                     xyz = xyz + servo
                 reached = _fingertip_point(physics, side, offsets[i][0])
