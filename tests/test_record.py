@@ -85,3 +85,14 @@ def test_cli_help_has_an_example():
     result = CliRunner().invoke(command, ["--help"])
     assert result.exit_code == 0 and "replay-check record --env" in result.output
     assert "--steps" not in result.output
+
+
+def test_pusht_recording_uses_lerobot_pusht_layout(tmp_path):
+    summary = record_dataset("pusht", 1, tmp_path / "pusht", seed=2, progress=False, steps=8)
+    assert summary.lengths[0] <= 8
+    info = _info(tmp_path / "pusht")
+    assert (info["fps"], info["robot_type"]) == (10, "2d pointer")
+    assert info["features"]["observation.image"]["shape"] == [96, 96, 3]
+    assert info["features"]["observation.state"]["names"] == {"motors": ["motor_0", "motor_1"]}
+    assert info["features"]["observation.environment_state"]["shape"] == [16]
+    assert len(_rows(tmp_path / "pusht")["index"]) == summary.frames
