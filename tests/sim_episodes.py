@@ -98,3 +98,39 @@ def aloha_episode(task: str = "transfer_cube", steps: int = 60, seed: int = 0, *
         success=np.array(rewards) >= 4,
         cameras={"observation.images.top": ArrayFrames(frames)} if render else {},
     )
+
+
+def scripted_aloha_episode(task: str, seed: int, *, frame0: bool = True, env_state: bool = False) -> Episode:
+    """A full scripted demonstration (physics only), with frame 0 rendered for the estimator when asked.
+
+    Rows are rounded to float32 as a dataset stores them.
+    """
+    from replay_check.policies.aloha import rollout_aloha, sample_object_poses
+
+    rows = list(rollout_aloha(task, seed, render=False))
+    state = np.array([r.state for r in rows], dtype=np.float32).astype(np.float64)
+    cameras = {}
+    features = {
+        "observation.state": Feature("observation.state", "float32", (14,), MOTORS),
+        "action": Feature("action", "float32", (14,), MOTORS),
+    }
+    if frame0:
+        adapter = AlohaAdapter(task, {"top": (480, 640)})
+        adapter.restore(InitialState(state[0], sample_object_poses(task, seed), "truth"))
+        cameras["observation.images.top"] = ArrayFrames([adapter.render("top")])
+        adapter.close()
+        features["observation.images.top"] = Feature("observation.images.top", "video", (480, 640, 3))
+    meta = DatasetMeta(Path("/memory") / f"scripted_{task}", "v3.0", 50.0, "aloha", 1, len(rows), features,
+                       (TASK_TEXT[task],))
+    return Episode(
+        meta=meta,
+        index=0,
+        task=TASK_TEXT[task],
+        timestamps=np.arange(len(rows)) / 50.0,
+        state=state,
+        action=np.array([r.action for r in rows], dtype=np.float32).astype(np.float64),
+        environment_state=np.array([r.environment_state for r in rows]) if env_state else None,
+        reward=np.array([r.reward for r in rows]),
+        success=np.array([r.success for r in rows]),
+        cameras=cameras,
+    )
