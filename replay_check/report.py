@@ -213,7 +213,8 @@ def _plot_panels(panels: list[tuple[str, str, np.ndarray, Check | None, int | No
         ax.set_title(name, fontsize=9, loc="left")
         ax.set_ylabel(ylabel, fontsize=8)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="upper left")
     axes[-1].set_xlabel("step")
     fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=80)
