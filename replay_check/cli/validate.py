@@ -1,0 +1,79 @@
+"""`replay-check validate`: validate many episodes in worker processes and write a batch summary."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from replay_check.cli.options import dataset_options, replay_options
+from replay_check.thresholds import load_thresholds, parse_tolerance_options
+from replay_check.validate import ProgressLine, ValidateRequest, validate_dataset
+
+
+@click.command("validate")
+@dataset_options
+@click.option("--episodes", default="all", show_default=True, metavar="all|START:STOP|3,7,9",
+              help="Episodes to validate (START:STOP excludes STOP, like a Python slice).")
+@replay_options
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes, one episode each [default: number of CPUs].")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Kill an episode's worker after this long and record it as an error.")
+@click.option("--force", is_flag=True, help="Redo episodes that already have a report with the same settings.")
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots in each episode's report.md.")
+@click.option("-q", "--quiet", is_flag=True, help="No live progress line.")
+def command(root, repo_id, revision, episodes, profile, mode, image_stride, thresholds, tolerances, report_dir,
+            workers, timeout, force, strict, no_plots, quiet):
+    """Validate many episodes of a dataset and write summary.json/md/html and junit.xml.
+
+    Each episode runs in its own process; a crash or timeout marks that episode "error" and the rest go
+    on. Re-running skips episodes already reported with the same settings (--force redoes them), so an
+    interrupted batch resumes. Exit code: 0 all pass (or warn, unless --strict), 1 any fail or error,
+    2 bad input, 130 interrupted.
+
+    \b
+    Examples:
+      replay-check validate --repo-id lerobot/aloha_sim_insertion_human --episodes 0:10 --mode state
+      replay-check validate --root data/pusht --workers 2 --thresholds thresholds.toml --strict
+    """
+    request = ValidateRequest(
+        root=root,
+        repo_id=repo_id,
+        revision=revision,
+        episodes=episodes,
+        workers=workers,
+        profile=profile,
+        mode=mode,
+        image_stride=image_stride,
+        thresholds=load_thresholds(thresholds) if thresholds else None,
+        tolerance_overrides=parse_tolerance_options(tolerances),
+        report_dir=report_dir,
+        timeout=timeout,
+        force=force,
+        plots=not no_plots,
+    )
+    progress = None if quiet or not sys.stderr.isatty() else ProgressLine(sys.stderr)
+    try:
+        batch = validate_dataset(request, on_event=progress)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted before any episode ran", err=True)
+        sys.exit(130)
+    finally:
+        if progress is not None:
+            progress.close()
+    c = batch.counts
+    click.echo(f"{batch.summary['dataset']['name']}: {c['total']} episodes: {c['pass']} pass, {c['warn']} warn, "
+               f"{c['fail']} fail, {c['error']} error, {c['skipped']} skipped "
+               f"({batch.summary['run']['resumed']} reused from earlier runs)")
+    for entry in batch.summary["episodes"]:
+        if entry["status"] in ("fail", "error"):
+            first = entry["first_divergence_step"]
+            where = "" if first is None else f" at step {first}"
+            note = entry["message"] or "; ".join(entry["reasons"][:1])
+            click.echo(f"  episode {entry['episode']}: {entry['status'].upper()}{where} {note}".rstrip())
+    if batch.interrupted:
+        click.echo("interrupted: the summary lists what finished; re-run the same command to resume", err=True)
+    click.echo(f"summary: {batch.paths['html']}")
+    sys.exit(batch.exit_code(strict))
