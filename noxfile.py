@@ -1,0 +1,57 @@
+"""Developer sessions: `nox` runs tests and lint; nightly and lerobot_compat are opt-in (`nox -s nightly`)."""
+
+from __future__ import annotations
+
+import datetime
+import tempfile
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+
+ROOT = Path(__file__).parent
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite; arguments after `--` go to pytest."""
+    session.install(".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check the code with ruff (configured in pyproject.toml)."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "replay_check", "tests", "scripts", "noxfile.py")
+
+
+@nox.session(default=False)
+def nightly(session: nox.Session) -> None:
+    """Validate the datasets in nightly.toml into reports/nightly/<date>/ (`-- --offline`: recorded stand-ins)."""
+    session.install(".")
+    out = ROOT / "reports" / "nightly" / datetime.date.today().isoformat()
+    session.run("python", "-m", "replay_check.nightly", "--config", str(ROOT / "nightly.toml"), "--out", str(out),
+                *session.posargs)
+
+
+@nox.session(default=False)
+def lerobot_compat(session: nox.Session) -> None:
+    """Record a small dataset, then check that lerobot's LeRobotDataset reads it as our reader does."""
+    session.install(".")
+    data = Path(tempfile.mkdtemp(prefix="lerobot_compat_"))
+    for env, steps in (("pusht", "40"), ("aloha-transfer-cube", "60")):
+        _record(session, env, data / env.replace("-", "_"), steps)
+    # lerobot comes last: it may pin other versions of shared dependencies; the check script needs only
+    # lerobot, av, numpy and pyarrow, and replay-check is not used after recording.
+    session.install("lerobot")
+    for dataset in sorted(data.iterdir()):
+        session.run("python", str(ROOT / "scripts" / "check_lerobot_compat.py"), str(dataset), *session.posargs)
+
+
+def _record(session: nox.Session, env: str, out: Path, steps: str) -> None:
+    """Two short scripted episodes of `env` written by `replay-check record`."""
+    session.run("replay-check", "record", "--env", env, "--episodes", "2", "--steps", steps, "--out", str(out),
+                "--quiet")
