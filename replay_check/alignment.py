@@ -33,7 +33,8 @@ class FrameOffset:
     @property
     def significant(self) -> bool:
         """Clearly better than no shift, by a margin above codec noise."""
-        return self.offset != 0 and self.cost_best < 0.6 * self.cost_aligned and self.cost_aligned - self.cost_best > 0.1
+        gain = self.cost_aligned - self.cost_best
+        return self.offset != 0 and self.cost_best < 0.6 * self.cost_aligned and gain > 0.1
 
 
 def estimate_frame_offset(recorded: Sequence[np.ndarray], replayed: Sequence[np.ndarray],

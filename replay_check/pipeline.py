@@ -123,6 +123,12 @@ def _sinks(request: RunRequest, episode: Episode, profile: Profile, rrd_tmp: Pat
         from replay_check.viz import RerunSink
 
         opts = request.rerun
+        overlay = None
+        if profile.adapter == "pusht" and cameras:
+            from replay_check.overlays import pusht_overlay
+
+            source = episode.cameras[cameras[0]]
+            overlay = pusht_overlay(source.height, source.width)
         rerun_sink = RerunSink(
             recording_name=f"{episode.meta.name} episode {episode.index}",
             rrd_path=rrd_tmp,
@@ -136,6 +142,7 @@ def _sinks(request: RunRequest, episode: Episode, profile: Profile, rrd_tmp: Pat
             groups=profile.state_groups,
             objects=list(profile.objects),
             fps=episode.fps,
+            overlay=overlay,
         )
         sinks.append(rerun_sink)
     if request.video is not None:

@@ -111,11 +111,11 @@ def replay_episode(
         initial = initial_state or recover_initial_state(episode, profile, adapter)
         timer.add("initial_state", start)
         adapter.restore(initial)
-        columns, offsets = _run_steps(episode, profile, settings, adapter, cameras, sinks, timer, progress)
+        columns, offsets, final = _run_steps(episode, profile, settings, adapter, cameras, sinks, timer, progress)
     finally:
         if own_adapter:
             adapter.close()
-    result = _conclude(episode, profile, settings, initial, columns, offsets, timer)
+    result = _conclude(episode, profile, settings, initial, columns, offsets, final, timer)
     for sink in sinks:
         sink.finish(result)
     return result
@@ -205,7 +205,12 @@ def _run_steps(
             progress(t + 1, length)
         if step.unstable:
             break
-    return _to_columns(rows, length), _frame_offsets(opening)
+    else:
+        # The last row's action has no row after it, but its outcome is recorded (next.reward/success).
+        adapter.step(episode.action[length - 1])
+        final = {"reward": adapter.reward(), "success": float(adapter.success())}
+        return _to_columns(rows, length), _frame_offsets(opening), final
+    return _to_columns(rows, length), _frame_offsets(opening), {}
 
 
 def _frame_offsets(opening: dict[str, tuple[list[np.ndarray], list[np.ndarray]]]) -> dict[str, alignment.FrameOffset]:
@@ -258,6 +263,7 @@ def _conclude(
     initial: InitialState,
     columns: dict[str, np.ndarray],
     offsets: dict[str, alignment.FrameOffset],
+    final: dict[str, float],
     timer: _Timer,
 ) -> ReplayResult:
     state_names = list(episode.state_names or [f"state_{i}" for i in range(episode.state.shape[1])])
@@ -268,7 +274,10 @@ def _conclude(
         divergences[group] = 0
         divergences.details[group] = alignment.OffsetOnset(group, 0, offset.offset, 0, "frames", 1, "offset")
     summary = divergence.summarize(columns, state_names=state_names, objects=list(profile.objects))
-    replayed_success = bool(np.nanmax(columns.get("success", np.zeros(1))) >= 1.0)
+    replayed_success = bool(np.nanmax(columns.get("success", np.zeros(1))) >= 1.0 or final.get("success", 0) >= 1)
+    if final:
+        summary["replayed_final_reward"] = final["reward"]
+        summary["replayed_max_reward"] = max(summary.get("replayed_max_reward") or 0.0, final["reward"])
     recorded_success = _recorded_success(episode, profile)
     summary["replayed_success"] = replayed_success
     summary["recorded_success"] = recorded_success

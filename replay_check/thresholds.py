@@ -30,7 +30,9 @@ def load_thresholds(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"thresholds file {path} is not valid TOML: {exc}") from None
     unknown = set(data) - {"default", "profiles"}
     if unknown:
-        raise ConfigError(f"thresholds file {path}: unknown section(s) {sorted(unknown)}; expected [default], [profiles.<name>]")
+        raise ConfigError(
+            f"thresholds file {path}: unknown section(s) {sorted(unknown)}; expected [default], [profiles.<name>]"
+        )
     Tolerances().override(data.get("default", {}), source=f"{path} [default]")
     profiles = data.get("profiles", {})
     if not isinstance(profiles, dict):

@@ -33,6 +33,8 @@ from replay_check.errors import ConfigError, ViewerError
 from replay_check.steps import ReplayResult, StepRecord
 
 Projector = Callable[[str, np.ndarray], "tuple[float, float] | None"]
+# step -> {"recorded"|"replayed": {"outline": [polyline (N,2) px], "points": [(u, v)]}} drawn over the images.
+Overlay = Callable[[StepRecord], "dict[str, dict[str, list[np.ndarray]]]"]
 
 RECORDED_COLOR = (76, 120, 168)  # blue
 REPLAYED_COLOR = (245, 133, 24)  # orange
@@ -182,6 +184,7 @@ class RerunSink:
         objects: Sequence[str],
         fps: float,
         projector: Projector | None = None,
+        overlay: Overlay | None = None,
     ) -> None:
         if not (rrd_path or spawn or serve):
             raise ConfigError("RerunSink was given no output; expected rrd_path, spawn or serve")
@@ -195,6 +198,7 @@ class RerunSink:
         self.fps = float(fps)
         self.jpeg_quality = jpeg_quality
         self.projector = projector
+        self.overlay = overlay
         self._url: str | None = None
         self._live = spawn or serve
         self._closed = False
@@ -294,6 +298,20 @@ class RerunSink:
             for camera in self.cameras:
                 self._log_camera(camera, step)
 
+    def _log_shapes(self, c: str, shapes: dict[str, dict[str, list[np.ndarray]]]) -> None:
+        """Recorded and replayed outlines drawn over both images, so each view shows where they differ."""
+        colors = {"recorded": (40, 200, 40), "replayed": (230, 40, 40)}
+        for source, parts in shapes.items():
+            strips = parts.get("outline", [])
+            points = parts.get("points", [])
+            for image in ("recorded", "replayed"):
+                if strips:
+                    self.rec.log(f"{image}/{c}/overlay/{source}",
+                                 rr.LineStrips2D(strips, colors=colors[source], radii=0.4))
+                if points:
+                    self.rec.log(f"{image}/{c}/overlay/{source}_points",
+                                 rr.Points2D(np.asarray(points), colors=colors[source], radii=1.5))
+
     def _at(self, t: int, timestamp: float) -> None:
         self.rec.set_time("frame_index", sequence=int(t))
         self.rec.set_time("timestamp", duration=float(timestamp))
@@ -316,6 +334,8 @@ class RerunSink:
                 self.rec.log(f"{source}/{c}", _image(frame, self.jpeg_quality))
         if recorded is not None and replayed is not None and recorded.shape == replayed.shape:
             self.rec.log(f"diff/{c}", _image(diff_for_view(recorded, replayed), self.jpeg_quality))
+        if self.overlay is not None:
+            self._log_shapes(c, self.overlay(step))
         if self.projector is not None:
             for source, positions in (("recorded", step.recorded_objects),
                                       ("replayed", step.replayed_objects)):

@@ -42,7 +42,7 @@ def physics_floor(episode, profile, initial) -> float:
 def decode_floor(episode) -> float:
     start = time.perf_counter()
     count = 0
-    for key, source in episode.cameras.items():
+    for source in episode.cameras.values():
         for _ in source.iter_frames(0):
             count += 1
     return ms_per_step(time.perf_counter() - start, episode.length)
@@ -84,7 +84,8 @@ def bench_dataset(root: Path, episode_index: int, rrd_dir: Path) -> None:
         return
     dec = decode_floor(episode)
     ren = render_floor(episode, profile, initial)
-    sink = RerunSink(recording_name="bench", rrd_path=rrd_dir / f"{dataset.meta.name}.rrd", cameras=list(episode.cameras),
+    sink = RerunSink(recording_name="bench", rrd_path=rrd_dir / f"{dataset.meta.name}.rrd",
+                     cameras=list(episode.cameras),
                      state_names=list(episode.state_names or []), groups=profile.state_groups,
                      objects=list(profile.objects), fps=episode.fps)
     t0 = time.perf_counter()

@@ -72,7 +72,8 @@ def test_wrong_gripper_scale_is_caught_in_the_grippers(episode, profile):
 def test_video_shifted_by_a_few_frames_diverges_at_frame_zero(profile):
     episode = aloha_episode("transfer_cube", steps=14, seed=3, render=True)
     frames = episode.cameras["observation.images.top"].frames
-    shifted = dataclasses.replace(episode, cameras={"observation.images.top": ArrayFrames(frames[3:] + frames[-1:] * 3)})
+    late = ArrayFrames(frames[3:] + frames[-1:] * 3)
+    shifted = dataclasses.replace(episode, cameras={"observation.images.top": late})
     settings = ReplaySettings(mode="images", tolerances=profile.tolerances)
     good = replay_episode(episode, profile, settings)
     bad = replay_episode(shifted, profile, settings)

@@ -66,17 +66,8 @@ def command(root, repo_id, revision, episode, profile, mode, image_stride, thres
     )
     with _progress_bar(quiet) as progress:
         outcome = run_episode(request, progress=progress)
-    result = outcome.result
-    verdict = result.verdict
-    click.echo(f"{result.meta.name} episode {result.episode_index} ({result.length} frames, profile {result.profile.name})")
-    click.echo(f"initial state: {result.initial_state.method}"
-               + (f" (residual {result.initial_state.residual:.3g})" if result.initial_state.residual is not None else ""))
-    for line in _summary_lines(result.summary):
+    for line in outcome_lines(outcome):
         click.echo(line)
-    first = "" if verdict.first_divergence_step is None else f", first divergence at step {verdict.first_divergence_step}"
-    click.echo(f"verdict: {verdict.status.upper()}{first}")
-    for reason in verdict.reasons:
-        click.echo(f"  - {reason}")
     click.echo(f"report: {outcome.report_dir}")
     if outcome.rrd_path:
         click.echo(f"recording: {outcome.rrd_path}  (open with: replay-check view {outcome.rrd_path})")
@@ -87,7 +78,21 @@ def command(root, repo_id, revision, episode, profile, mode, image_stride, thres
     if outcome.viewer is not None:
         click.echo("viewer is live; press Ctrl-C to stop", err=True)
         outcome.viewer.block_until_interrupted()
-    sys.exit(1 if verdict.status == "fail" else 0)
+    sys.exit(1 if outcome.result.verdict.status == "fail" else 0)
+
+
+def outcome_lines(outcome) -> list[str]:
+    """What a person reads after a run: the episode, how it started, key figures, verdict and reasons."""
+    result, verdict, initial = outcome.result, outcome.result.verdict, outcome.result.initial_state
+    residual = "" if initial.residual is None else f" (residual {initial.residual:.3g})"
+    first = verdict.first_divergence_step
+    lines = [
+        f"{result.meta.name} episode {result.episode_index} ({result.length} frames, profile {result.profile.name})",
+        f"initial state: {initial.method}{residual}",
+        *_summary_lines(result.summary),
+        f"verdict: {verdict.status.upper()}" + ("" if first is None else f", first divergence at step {first}"),
+    ]
+    return lines + [f"  - {reason}" for reason in verdict.reasons]
 
 
 def _summary_lines(summary: dict) -> list[str]:
