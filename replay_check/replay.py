@@ -16,7 +16,7 @@ import numpy as np
 from replay_check import alignment, divergence, metrics
 from replay_check.dataset.episode import Episode
 from replay_check.errors import InputError
-from replay_check.initial_state import ObjectMeasure, object_measure, recover_initial_state
+from replay_check.initial_state import FrameObjectMeter, object_measure, recover_initial_state
 from replay_check.profiles import Profile
 from replay_check.report import versions
 from replay_check.sims import make_adapter
@@ -138,7 +138,7 @@ def _run_steps(
     length = episode.length
     state_names = list(episode.state_names or [f"state_{i}" for i in range(episode.state.shape[1])])
     streams = _frame_streams(episode, cameras)
-    measure: tuple[str, ObjectMeasure] | None = None
+    measure: FrameObjectMeter | None = None
     if episode.environment_state is None and cameras:
         measure = object_measure(episode, profile, adapter)
     planar = profile.adapter == "pusht"
@@ -171,11 +171,12 @@ def _run_steps(
         replayed_poses: dict[str, Pose | None] = dict(adapter.object_poses())
         if episode.environment_state is not None:
             recorded_poses = dict(adapter.objects_from_environment_state(episode.environment_state[t]))
-        elif measure is not None and measure[0] in recorded_frames:
-            # Measure both frames the same way: the measurement's biases (lifted or occluded objects,
-            # perspective) then cancel, and only a real difference between the scenes remains.
-            recorded_poses = measure[1](recorded_frames[measure[0]])
-            replayed_poses = measure[1](replayed_frames[measure[0]])
+        elif measure is not None and measure.camera in recorded_frames:
+            recorded_poses = measure.measure(recorded_frames[measure.camera])
+            if measure.symmetric:
+                # Measured the same way, the measurement's biases (lifted or occluded objects, perspective)
+                # cancel and only a real difference between the scenes remains.
+                replayed_poses = measure.measure(replayed_frames[measure.camera])
         tick = timer.add("objects", tick)
         step = StepRecord(
             t=t,
@@ -240,7 +241,9 @@ def _object_source(episode: Episode, profile: Profile, settings: ReplaySettings)
     if episode.environment_state is not None:
         return "environment_state"
     if settings.mode == "images" and episode.cameras:
-        return "image measurement of recorded and replayed frames"
+        if profile.adapter == "aloha":
+            return "image measurement of recorded and replayed frames"
+        return "image measurement of recorded frames vs simulator pose"
     return "none (state mode without environment_state)"
 
 

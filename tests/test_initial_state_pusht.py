@@ -55,3 +55,18 @@ def test_frame_without_block_is_an_estimation_error(adapter):
     with pytest.raises(EstimationError, match="block"):
         estimate_pusht_initial_state(blank, np.array([100.0, 100.0]), adapter)
     assert measure_block(blank, adapter) is None
+
+
+def test_block_meter_tracks_a_moving_block_and_recovers_after_it_vanishes(adapter):
+    from replay_check.initial_state.pusht import BlockMeter
+
+    meter = BlockMeter()
+    for i in range(8):
+        block = (200.0 + 4 * i, 260.0 - 3 * i, 0.5 + 0.05 * i)
+        found = meter.measure(render_at(adapter, (420.0, 90.0), block))
+        assert np.hypot(found[0] - block[0], found[1] - block[1]) < 2.0, (i, found, block)
+        assert angle_error_deg(found[2], block[2]) < 2.0
+    assert meter.measure(np.full((96, 96, 3), 255, np.uint8)) is None
+    far = (320.0, 150.0, -1.2)  # a jump: the warm start must fall back to the full search
+    found = meter.measure(render_at(adapter, (420.0, 90.0), far))
+    assert np.hypot(found[0] - far[0], found[1] - far[1]) < 2.0
