@@ -64,7 +64,7 @@ def test_block_meter_tracks_a_moving_block_and_recovers_after_it_vanishes(adapte
     for i in range(8):
         block = (200.0 + 4 * i, 260.0 - 3 * i, 0.5 + 0.05 * i)
         found = meter.measure(render_at(adapter, (420.0, 90.0), block))
-        assert np.hypot(found[0] - block[0], found[1] - block[1]) < 2.0, (i, found, block)
+        assert np.hypot(found[0] - block[0], found[1] - block[1]) < 3.0, (i, found, block)  # silhouette: ~1-2 px
         assert angle_error_deg(found[2], block[2]) < 2.0
     assert meter.measure(np.full((96, 96, 3), 255, np.uint8)) is None
     far = (320.0, 150.0, -1.2)  # a jump: the warm start must fall back to the full search
