@@ -97,7 +97,7 @@ def bench_dataset(root: Path, episode_index: int, rrd_dir: Path) -> None:
     print(f"decode floor       {dec:8.2f} ms/frame")
     print(f"render floor       {ren:8.2f} ms/frame")
     print(f"image mode         {image_ms:8.2f} ms/step   ({image_ms / floor:.2f}x decode+render floor {floor:.2f})")
-    for phase in ("decode", "physics", "render", "metrics", "sinks"):
+    for phase in ("decode", "physics", "render", "objects", "metrics", "sinks"):
         print(f"  {phase:<16} {phases.get(phase, 0.0):8.2f} ms/step")
     rrd = rrd_dir / f"{dataset.meta.name}.rrd"
     if rrd.exists():
