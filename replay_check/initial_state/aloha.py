@@ -22,7 +22,7 @@ from scipy.spatial import ConvexHull
 from replay_check.errors import EstimationError
 from replay_check.initial_state.camera import PinholeCamera
 from replay_check.sims.aloha import ARM_QPOS, AlohaAdapter
-from replay_check.sims.base import InitialState, Pose
+from replay_check.sims.base import InitialState, Pose, quat_to_matrix
 
 SPAWN_Z = 0.05  # object body height in frame 0 (they fall onto the table afterwards)
 COLOR_CHANNELS = {"red": 0, "green": 1, "blue": 2}
@@ -64,7 +64,7 @@ def _geom_boxes(model, body_id: int) -> list[tuple[np.ndarray, np.ndarray, np.nd
     boxes = []
     for gid in np.flatnonzero(np.asarray(model.geom_bodyid) == body_id):
         quat = np.asarray(model.geom_quat[gid], dtype=np.float64)
-        mat = _quat_to_mat(quat)
+        mat = quat_to_matrix(quat)
         if int(model.geom_type[gid]) == 6:  # mjGEOM_BOX
             half = np.asarray(model.geom_size[gid], dtype=np.float64)
         else:
@@ -72,17 +72,6 @@ def _geom_boxes(model, body_id: int) -> list[tuple[np.ndarray, np.ndarray, np.nd
         pos = np.asarray(model.geom_pos[gid], dtype=np.float64)
         boxes.append((pos, mat, half, np.asarray(model.geom_rgba[gid])))
     return boxes
-
-
-def _quat_to_mat(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = q / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
 
 
 def _rgba_color_name(rgba: np.ndarray) -> str:

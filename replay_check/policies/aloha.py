@@ -19,7 +19,7 @@ from gym_aloha import constants
 from replay_check.errors import InputError
 from replay_check.policies import RecordedFrame
 from replay_check.sims.aloha import ARM_QPOS, AlohaAdapter, qpos_to_robot_state
-from replay_check.sims.base import InitialState, Pose
+from replay_check.sims.base import InitialState, Pose, quat_to_matrix
 
 EE_MODELS = {
     "insertion": "bimanual_viperx_end_effector_insertion.xml",
@@ -221,17 +221,6 @@ def _object_positions(physics: engine.Physics, objects: dict[str, Pose]) -> dict
     return {name: physics.data.qpos[ARM_QPOS + 7 * i : ARM_QPOS + 7 * i + 3].copy() for i, name in enumerate(objects)}
 
 
-def _quat_to_mat(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = q / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
 def _rotation_vector(q: np.ndarray) -> np.ndarray:
     """Axis * angle (rad) of a wxyz quaternion, along the shorter arc."""
     q = q if q[0] >= 0 else -q
@@ -259,8 +248,8 @@ def _insertion_misalignment(physics: engine.Physics) -> tuple[np.ndarray, np.nda
     """
     objects = physics.data.qpos[ARM_QPOS : ARM_QPOS + 14]
     peg_pos, peg_quat, sock_pos, sock_quat = objects[0:3], objects[3:7], objects[7:10], objects[10:14]
-    sock_rot = _quat_to_mat(sock_quat)
-    peg_end = peg_pos + _quat_to_mat(peg_quat) @ [-PEG_HALF_LENGTH, 0.0, 0.0]  # the end that goes in first
+    sock_rot = quat_to_matrix(sock_quat)
+    peg_end = peg_pos + quat_to_matrix(peg_quat) @ [-PEG_HALF_LENGTH, 0.0, 0.0]  # the end that goes in first
     across = sock_rot.T @ (peg_end - sock_pos) * [0.0, 1.0, 1.0]
     turn = quat_mul(sock_quat, peg_quat * [1, -1, -1, -1])
     return -(sock_rot @ across), _rotation_vector(turn)

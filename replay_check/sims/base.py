@@ -13,6 +13,16 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 
+def quat_to_matrix(quaternion: np.ndarray) -> np.ndarray:
+    """3x3 rotation matrix of a wxyz quaternion (normalised first), by MuJoCo's own conversion."""
+    import mujoco
+
+    q = np.asarray(quaternion, dtype=np.float64)
+    out = np.empty(9)
+    mujoco.mju_quat2Mat(out, q / np.linalg.norm(q))
+    return out.reshape(3, 3)
+
+
 @dataclass(frozen=True)
 class Pose:
     """A rigid pose in the simulator's world frame: position (m, or px for PushT) and wxyz quaternion."""
