@@ -204,6 +204,8 @@ def _title(summary: dict[str, Any]) -> str:
 
 def _episode_columns(summary: dict[str, Any]) -> list[str]:
     present = {k for e in summary["episodes"] for k, v in e["metrics"].items() if v is not None}
+    if "object_position_error_mm_max" in present:
+        present.discard("object_position_error_max")  # the same error in the object's own units
     return [k for k in METRIC_KEYS if k in present]
 
 
@@ -288,7 +290,7 @@ document.querySelectorAll('table.sortable th').forEach(function(th, col){
     var asc = th.dataset.dir !== 'asc'; th.dataset.dir = asc ? 'asc' : 'desc';
     rows.sort(function(a, b){
       var x = a.cells[col].dataset.v, y = b.cells[col].dataset.v;
-      var nx = parseFloat(x), ny = parseFloat(y);
+      var nx = x === '' ? -Infinity : parseFloat(x), ny = y === '' ? -Infinity : parseFloat(y);
       var r = (isNaN(nx) || isNaN(ny)) ? String(x).localeCompare(String(y)) : nx - ny;
       return asc ? r : -r;
     });
