@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
 import click
+
+from replay_check.thresholds import load_thresholds, parse_tolerance_options
 
 
 def dataset_options(func: Callable) -> Callable:
@@ -19,7 +22,24 @@ def dataset_options(func: Callable) -> Callable:
 
 
 def replay_options(func: Callable) -> Callable:
-    """Profile, mode, stride and tolerances: what changes a replay's outcome."""
+    """Profile, mode, stride, tolerances and report folder: what changes a replay's outcome.
+
+    The command receives them parsed, as one `replay` dict of RunRequest/ValidateRequest fields.
+    """
+
+    @functools.wraps(func)
+    def parsed(*args, **kwargs):
+        thresholds = kwargs.pop("thresholds")
+        kwargs["replay"] = {
+            "profile": kwargs.pop("profile"),
+            "mode": kwargs.pop("mode"),
+            "image_stride": kwargs.pop("image_stride"),
+            "thresholds": load_thresholds(thresholds) if thresholds else None,
+            "tolerance_overrides": parse_tolerance_options(kwargs.pop("tolerances")),
+            "report_dir": kwargs.pop("report_dir"),
+        }
+        return func(*args, **kwargs)
+
     decorators = [
         click.option("--profile", default=None, metavar="NAME|FILE.toml",
                      help="Environment profile; default: chosen from the dataset's metadata."),
@@ -35,5 +55,5 @@ def replay_options(func: Callable) -> Callable:
                      show_default=True, help="Where report folders are written."),
     ]
     for decorator in reversed(decorators):
-        func = decorator(func)
-    return func
+        parsed = decorator(parsed)
+    return parsed

@@ -9,7 +9,6 @@ import click
 
 from replay_check.cli.options import dataset_options, replay_options
 from replay_check.pipeline import RerunOptions, RunRequest, run_episode
-from replay_check.thresholds import load_thresholds, parse_tolerance_options
 
 
 @click.command("run")
@@ -32,8 +31,7 @@ from replay_check.thresholds import load_thresholds, parse_tolerance_options
               help="Also write a side-by-side recorded | replayed | diff MP4.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots in report.md.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def command(root, repo_id, revision, episode, profile, mode, image_stride, thresholds, tolerances, report_dir,
-            env_state_from, rrd, no_rerun, spawn, serve, web_port, grpc_port, jpeg_quality, raw_images, video,
+def command(root, repo_id, revision, episode, replay, env_state_from, rrd, no_rerun, spawn, serve, web_port, grpc_port, jpeg_quality, raw_images, video,
             no_plots, quiet):
     """Replay one recorded episode in its simulator and report where it diverges.
 
@@ -52,12 +50,7 @@ def command(root, repo_id, revision, episode, profile, mode, image_stride, thres
         repo_id=repo_id,
         revision=revision,
         episode=episode,
-        profile=profile,
-        mode=mode,
-        image_stride=image_stride,
-        thresholds=load_thresholds(thresholds) if thresholds else None,
-        tolerance_overrides=parse_tolerance_options(tolerances),
-        report_dir=report_dir,
+        **replay,
         rerun=None if no_rerun else RerunOptions(rrd, spawn, serve, web_port, grpc_port,
                                                  None if raw_images else jpeg_quality),
         video=video,

@@ -7,7 +7,6 @@ import sys
 import click
 
 from replay_check.cli.options import dataset_options, replay_options
-from replay_check.thresholds import load_thresholds, parse_tolerance_options
 from replay_check.validate import ProgressLine, ValidateRequest, validate_dataset
 
 
@@ -24,8 +23,7 @@ from replay_check.validate import ProgressLine, ValidateRequest, validate_datase
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots in each episode's report.md.")
 @click.option("-q", "--quiet", is_flag=True, help="No live progress line.")
-def command(root, repo_id, revision, episodes, profile, mode, image_stride, thresholds, tolerances, report_dir,
-            workers, timeout, force, strict, no_plots, quiet):
+def command(root, repo_id, revision, episodes, replay, workers, timeout, force, strict, no_plots, quiet):
     """Validate many episodes of a dataset and write summary.json/md/html and junit.xml.
 
     Each episode runs in its own process; a crash or timeout marks that episode "error" and the rest go
@@ -44,12 +42,7 @@ def command(root, repo_id, revision, episodes, profile, mode, image_stride, thre
         revision=revision,
         episodes=episodes,
         workers=workers,
-        profile=profile,
-        mode=mode,
-        image_stride=image_stride,
-        thresholds=load_thresholds(thresholds) if thresholds else None,
-        tolerance_overrides=parse_tolerance_options(tolerances),
-        report_dir=report_dir,
+        **replay,
         timeout=timeout,
         force=force,
         plots=not no_plots,
