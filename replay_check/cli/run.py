@@ -31,8 +31,8 @@ from replay_check.pipeline import RerunOptions, RunRequest, run_episode
               help="Also write a side-by-side recorded | replayed | diff MP4.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots in report.md.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def command(root, repo_id, revision, episode, replay, env_state_from, rrd, no_rerun, spawn, serve, web_port, grpc_port, jpeg_quality, raw_images, video,
-            no_plots, quiet):
+def command(root, repo_id, revision, episode, replay, env_state_from, rrd, no_rerun, spawn, serve, web_port,
+            grpc_port, jpeg_quality, raw_images, video, no_plots, quiet):
     """Replay one recorded episode in its simulator and report where it diverges.
 
     With no --root or --repo-id, replays the sample episode shipped with replay-check (no network).
