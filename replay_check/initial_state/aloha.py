@@ -331,6 +331,9 @@ def estimate_aloha_objects(
     return InitialState(robot=robot, objects=objects, method="estimated", residual=residual, details=details)
 
 
+METER_STRIDE = 2  # per-frame measurement subsamples the image (the estimator uses every pixel)
+
+
 class ObjectMeter:
     """Per-frame object positions: the estimator's coarse step (colour blob + back-projection) alone.
 
@@ -358,8 +361,12 @@ class ObjectMeter:
             expected = f"{self.camera.height}x{self.camera.width}"
             raise EstimationError(f"frame is {frame.shape[0]}x{frame.shape[1]}; expected {expected}")
         found: dict[str, np.ndarray | None] = {}
+        # Every second pixel: 4x less work per frame; pixel (i, j) of the subsampled grid is (2i, 2j).
+        sub = frame[::METER_STRIDE, ::METER_STRIDE]
         for g in self.geometries:
-            centroid = pixel_centroid(frame, g.color, self._min_pixels[g.name])
+            centroid = pixel_centroid(sub, g.color, self._min_pixels[g.name] / METER_STRIDE**2)
+            if centroid is not None:
+                centroid = centroid * METER_STRIDE
             if centroid is None:
                 found[g.name] = None
                 continue
