@@ -16,7 +16,10 @@ from replay_check.errors import DatasetError, HubError
 def hf_hub_download(*args, **kwargs) -> str:
     """huggingface_hub.hf_hub_download, imported on first use (tests monkeypatch this name)."""
     from huggingface_hub import hf_hub_download as download
+    from huggingface_hub.utils import logging as hub_logging
 
+    # Its retry warnings would precede our one-line error; failures are reported by the caller.
+    hub_logging.set_verbosity_error()
     return download(*args, **kwargs)
 
 
