@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from replay_check.dataset import open_dataset
-from replay_check.dataset.episode import Episode
+from replay_check.dataset.episode import DatasetMeta, Episode
 from replay_check.errors import DatasetError, InputError
 from replay_check.profiles import Profile, select_profile
 from replay_check.replay import replay_episode
@@ -97,6 +97,17 @@ def episode_report_dir(report_dir: Path, dataset_name: str, episode: int) -> Pat
     return Path(report_dir) / dataset_name / f"episode_{episode:06d}"
 
 
+def resolve_settings(meta: DatasetMeta, profile: Profile, *, mode: str, image_stride: int,
+                     thresholds: dict[str, Any] | None, tolerance_overrides: dict[str, float]) -> ReplaySettings:
+    """The settings a replay of this dataset runs with (run and validate share it, so their hashes agree)."""
+    if mode not in ("images", "state"):
+        raise InputError(f"mode {mode!r}; expected 'images' or 'state'")
+    if not meta.camera_keys:
+        mode = "state"  # keypoints-only datasets: nothing to render
+    return ReplaySettings(mode=mode, image_stride=image_stride,
+                          tolerances=tolerances_for(profile, thresholds, tolerance_overrides))
+
+
 def prepare(request: RunRequest) -> tuple[Episode, Profile, ReplaySettings]:
     """Load the episode, choose the profile and resolve tolerances (all input errors surface here)."""
     dataset = open_dataset(**dataset_source(request))
@@ -105,13 +116,8 @@ def prepare(request: RunRequest) -> tuple[Episode, Profile, ReplaySettings]:
         twin = open_twin(request.env_state_from).episode(request.episode)
         episode = attach_environment_state(episode, twin)
     profile = select_profile(dataset.meta, request.profile)
-    settings = ReplaySettings(
-        mode=request.mode,
-        image_stride=request.image_stride,
-        tolerances=tolerances_for(profile, request.thresholds, request.tolerance_overrides),
-    )
-    if not episode.cameras and settings.mode == "images":
-        settings = dataclasses.replace(settings, mode="state")  # keypoints-only datasets: nothing to render
+    settings = resolve_settings(dataset.meta, profile, mode=request.mode, image_stride=request.image_stride,
+                                thresholds=request.thresholds, tolerance_overrides=request.tolerance_overrides)
     return episode, profile, settings
 
 

@@ -26,11 +26,9 @@ from typing import Any
 from replay_check import __version__
 from replay_check.batch_report import EpisodeEntry, build_summary, entry_from_report, write_atomic, write_summary
 from replay_check.errors import InputError, ReplayCheckError
-from replay_check.pipeline import RunRequest, dataset_source, episode_report_dir
+from replay_check.pipeline import RunRequest, dataset_source, episode_report_dir, resolve_settings
 from replay_check.profiles import select_profile
 from replay_check.report import settings_hash
-from replay_check.steps import ReplaySettings
-from replay_check.thresholds import tolerances_for
 
 FAULT_ENV = "REPLAY_CHECK_FAULT"  # test hook: "<episode>=raise|exit|segv|hang,..." makes that worker misbehave
 ERROR_FILE = "error.json"
@@ -161,13 +159,9 @@ def _plan(request: ValidateRequest) -> _Plan:
     dataset = open_dataset(**source)
     episodes = parse_episodes(request.episodes, dataset.episode_indices)
     profile = select_profile(dataset.meta, request.profile)
-    mode = request.mode
-    if mode not in ("images", "state"):
-        raise InputError(f"mode {mode!r}; expected 'images' or 'state'")
-    if not dataset.meta.camera_keys and mode == "images":
-        mode = "state"  # as pipeline.prepare does for keypoints-only datasets
-    settings = ReplaySettings(mode=mode, image_stride=request.image_stride,
-                              tolerances=tolerances_for(profile, request.thresholds, request.tolerance_overrides))
+    settings = resolve_settings(dataset.meta, profile, mode=request.mode, image_stride=request.image_stride,
+                                thresholds=request.thresholds, tolerance_overrides=request.tolerance_overrides)
+    mode = settings.mode
     digest = settings_hash(settings, profile.name)
     revision = dataset.meta.revision or request.revision
     meta = dataset.meta
