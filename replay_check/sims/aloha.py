@@ -7,6 +7,9 @@ them the way `dm_control.rl.control.Environment` does (task.before_step, physics
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import mujoco
 import numpy as np
 from dm_control.mujoco import engine
 from dm_control.rl.control import PhysicsError
@@ -52,6 +55,27 @@ def qpos_to_robot_state(qpos: np.ndarray) -> np.ndarray:
     )
 
 
+class _ContactView:
+    """The slice of a Physics that gym-aloha's `get_reward` reads (contacts and geom names), made cheap.
+
+    Its reward logic is used as is; only dm_control's per-contact accessors, which cost as much as the
+    reward itself, are replaced by cached geom names and one read of the contact arrays.
+    """
+
+    def __init__(self, physics: engine.Physics):
+        model = physics.model.ptr
+        names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_GEOM, i) for i in range(model.ngeom)]
+        self.model = SimpleNamespace(id2name=lambda index, kind: names[index])
+        self._physics = physics
+
+    @property
+    def data(self) -> SimpleNamespace:
+        raw = self._physics.data.ptr
+        n = raw.ncon
+        pairs = zip(raw.contact.geom1[:n].tolist(), raw.contact.geom2[:n].tolist(), strict=True)
+        return SimpleNamespace(ncon=n, contact=[SimpleNamespace(geom1=a, geom2=b) for a, b in pairs])
+
+
 class AlohaAdapter:
     """Joint-space ALOHA task on today's MuJoCo, rendering only the requested cameras."""
 
@@ -67,6 +91,8 @@ class AlohaAdapter:
         self.camera_names = tuple(self.cameras)
         self.n_sub_steps = int(round(constants.DT / self.physics.model.opt.timestep))
         self._unstable: str | None = None
+        self._contacts = _ContactView(self.physics)
+        self._reward: float | None = None  # cached until the state changes
 
     # -- state ------------------------------------------------------------------------------
     def restore(self, initial: InitialState) -> None:
@@ -83,10 +109,12 @@ class AlohaAdapter:
                 self.physics.data.qpos[start : start + 3] = pose.position
                 self.physics.data.qpos[start + 3 : start + 7] = pose.quaternion
         self._unstable = None
+        self._reward = None
 
     def step(self, action: np.ndarray) -> None:
         if self._unstable:
             return
+        self._reward = None
         self.task.before_step(np.asarray(action, dtype=np.float64), self.physics)
         try:
             self.physics.step(self.n_sub_steps)
@@ -127,7 +155,9 @@ class AlohaAdapter:
         return self.physics.render(height=height, width=width, camera_id=camera)
 
     def reward(self) -> float:
-        return float(self.task.get_reward(self.physics))
+        if self._reward is None:
+            self._reward = float(self.task.get_reward(self._contacts))
+        return self._reward
 
     def success(self) -> bool:
         return self.reward() >= self.task.max_reward

@@ -1,0 +1,43 @@
+"""The ALOHA adapter: exact restore, gym-aloha's own reward, object layout, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from replay_check.errors import ProfileError
+from replay_check.policies.aloha import rollout_aloha, sample_object_poses
+from replay_check.sims.aloha import AlohaAdapter, qpos_to_robot_state, robot_state_to_qpos
+from replay_check.sims.base import InitialState
+
+
+def test_restore_puts_robot_and_objects_exactly_where_asked():
+    adapter = AlohaAdapter("insertion")
+    state = np.array([0.1, -0.9, 1.1, 0.05, -0.3, 0.2, 0.7, -0.1, -0.95, 1.2, 0.0, -0.25, 0.1, 0.3])
+    objects = sample_object_poses("insertion", 11)
+    adapter.restore(InitialState(state, objects, "truth"))
+    assert np.allclose(adapter.state(), state, atol=1e-12)
+    assert np.allclose(adapter.environment_state()[:3], objects["peg"].position)
+    assert np.allclose(adapter.object_poses()["socket"].position, objects["socket"].position)
+    assert adapter.objects_from_environment_state(adapter.environment_state())["peg"].position.shape == (3,)
+    assert np.allclose(qpos_to_robot_state(robot_state_to_qpos(state)), state)
+
+
+def test_reward_is_gym_alohas_own_on_every_step_of_a_demonstration():
+    rows = list(rollout_aloha("insertion", 5, render=False))
+    adapter = AlohaAdapter("insertion")
+    adapter.restore(InitialState(rows[0].state, sample_object_poses("insertion", 5), "truth"))
+    seen = set()
+    for row in rows:
+        adapter.step(row.action)
+        ours = adapter.reward()
+        assert ours == adapter.task.get_reward(adapter.physics)
+        seen.add(ours)
+    assert 4.0 in seen and adapter.success() == (adapter.reward() == 4.0)
+
+
+def test_unknown_task_and_wrong_state_width_are_errors():
+    with pytest.raises(ProfileError, match="unknown gym-aloha task 'stack'"):
+        AlohaAdapter("stack")
+    with pytest.raises(ValueError, match=r"shape \(13,\). Expected \(14,\)"):
+        robot_state_to_qpos(np.zeros(13))
