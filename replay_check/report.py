@@ -33,6 +33,7 @@ infinite; summaries cap it at `image_psnr_cap_db` (100 dB) and count such frames
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -54,7 +55,17 @@ SCHEMA_VERSION = "1.0"
 _PACKAGES = ("mujoco", "dm-control", "gym-aloha", "gym-pusht", "pymunk", "numpy", "rerun-sdk", "replay-check")
 
 
+@functools.cache
+def _installed_versions() -> tuple[tuple[str, str], ...]:
+    return tuple(_versions_now().items())
+
+
 def versions() -> dict[str, str]:
+    """Installed versions of the packages that decide a replay's outcome (read once per process)."""
+    return dict(_installed_versions())
+
+
+def _versions_now() -> dict[str, str]:
     """Installed versions of the packages that decide a replay's outcome (absent ones omitted)."""
     found = {}
     for package in _PACKAGES:

@@ -65,15 +65,16 @@ class _ContactView:
     def __init__(self, physics: engine.Physics):
         model = physics.model.ptr
         names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_GEOM, i) for i in range(model.ngeom)]
-        self.model = SimpleNamespace(id2name=lambda index, kind: names[index])
+        self._model = SimpleNamespace(id2name=lambda index, kind: names[index])
         self._physics = physics
 
-    @property
-    def data(self) -> SimpleNamespace:
+    def snapshot(self) -> SimpleNamespace:
+        """The current contacts, read once, behind the attribute names gym-aloha uses."""
         raw = self._physics.data.ptr
         n = raw.ncon
         pairs = zip(raw.contact.geom1[:n].tolist(), raw.contact.geom2[:n].tolist(), strict=True)
-        return SimpleNamespace(ncon=n, contact=[SimpleNamespace(geom1=a, geom2=b) for a, b in pairs])
+        contacts = [SimpleNamespace(geom1=a, geom2=b) for a, b in pairs]
+        return SimpleNamespace(data=SimpleNamespace(ncon=n, contact=contacts), model=self._model)
 
 
 class AlohaAdapter:
@@ -156,7 +157,7 @@ class AlohaAdapter:
 
     def reward(self) -> float:
         if self._reward is None:
-            self._reward = float(self.task.get_reward(self._contacts))
+            self._reward = float(self.task.get_reward(self._contacts.snapshot()))
         return self._reward
 
     def success(self) -> bool:
