@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from replay_check.report import format_cell
+
 SCHEMA_VERSION = "1.0"
 STATUSES = ("pass", "warn", "fail", "error", "skipped")
 # Report-summary keys carried into the batch summary (when an episode's report has them).
@@ -188,14 +190,6 @@ def write_summary(summary: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
 def _title(summary: dict[str, Any]) -> str:
     c = summary["counts"]
     return (f"{summary['dataset']['name']}: {c['total']} episodes, {c['pass']} pass, {c['warn']} warn, "
@@ -232,16 +226,16 @@ def markdown(summary: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for key, d in summary["metrics"].items():
-        lines.append(f"| {key} | {d['count']} | " + " | ".join(_fmt(d[k]) for k in ("min", "median", "p90", "max"))
-                     + " |")
+        stats = " | ".join(format_cell(d[k]) for k in ("min", "median", "p90", "max"))
+        lines.append(f"| {key} | {d['count']} | {stats} |")
     columns = _episode_columns(summary)
     lines += ["", "## Episodes (worst first)", "",
               "| episode | status | first divergence | length | " + " | ".join(columns) + " | note |",
               "|---|---|---|---|" + "---|" * len(columns) + "---|"]
     for e in summary["episodes"]:
         name = f"[{e['episode']}]({e['report']})" if e["report"] else str(e["episode"])
-        cells = [name, e["status"].upper(), _fmt(e["first_divergence_step"]), _fmt(e["length"]),
-                 *(_fmt(e["metrics"].get(k)) for k in columns), _note(e).replace("|", "/")]
+        cells = [name, e["status"].upper(), format_cell(e["first_divergence_step"]), format_cell(e["length"]),
+                 *(format_cell(e["metrics"].get(k)) for k in columns), _note(e).replace("|", "/")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -319,9 +313,9 @@ def html_page(summary: dict[str, Any]) -> str:
         cells = [
             f'<td data-v="{e["episode"]}">{link}</td>',
             f'<td class="s l" data-v="{_SEVERITY.get(e["status"], 0)}">{e["status"].upper()}</td>',
-            f'<td data-v="{_sort_value(e["first_divergence_step"])}">{_fmt(e["first_divergence_step"])}</td>',
-            f'<td data-v="{_sort_value(e["length"])}">{_fmt(e["length"])}</td>',
-            *(f'<td data-v="{_sort_value(e["metrics"].get(k))}">{_fmt(e["metrics"].get(k))}</td>' for k in columns),
+            f'<td data-v="{_sort_value(e["first_divergence_step"])}">{format_cell(e["first_divergence_step"])}</td>',
+            f'<td data-v="{_sort_value(e["length"])}">{format_cell(e["length"])}</td>',
+            *(f'<td data-v="{_sort_value(v)}">{format_cell(v)}</td>' for v in (e["metrics"].get(k) for k in columns)),
             f'<td class="l" data-v="{_esc(_note(e))}">{_esc(_note(e))}</td>',
         ]
         rows.append(f'<tr class="{_esc(e["status"])}">' + "".join(cells) + "</tr>")
@@ -330,7 +324,7 @@ def html_page(summary: dict[str, Any]) -> str:
         figures.append((f"{key} over episodes", histogram_svg([e["metrics"].get(key) for e in summary["episodes"]])))
     dist_rows = "".join(
         f"<tr><td class=l>{_esc(k)}</td><td>{d['count']}</td>"
-        + "".join(f"<td>{_fmt(d[q])}</td>" for q in ("min", "median", "p90", "max")) + "</tr>"
+        + "".join(f"<td>{format_cell(d[q])}</td>" for q in ("min", "median", "p90", "max")) + "</tr>"
         for k, d in summary["metrics"].items()
     )
     s = summary["settings"]

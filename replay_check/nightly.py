@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from replay_check.errors import ConfigError, ReplayCheckError
+from replay_check.tomlfile import read_toml
 
 _RUN_KEYS = {"workers", "timeout", "strict"}
 _HUB_KEYS = {"repo_id", "revision", "episodes", "mode", "image_stride"}
@@ -65,12 +65,7 @@ def _table(values: Any, allowed: set[str], where: str) -> dict[str, Any]:
 def load_config(path: str | Path) -> NightlyConfig:
     """Parse nightly.toml: [run], [[hub]] and [[offline]] tables (unknown keys are an error)."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"nightly config {path} does not exist") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"nightly config {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, "nightly config")
     _table(data, {"run", "hub", "offline"}, str(path))
     run = _table(data.get("run", {}), _RUN_KEYS, f"{path} [run]")
     try:

@@ -7,13 +7,13 @@ wheel as `replay_check/envs/`; in a source checkout they are read from the repos
 from __future__ import annotations
 
 import fnmatch
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from replay_check.dataset.episode import DatasetMeta
 from replay_check.errors import ConfigError, ProfileError
+from replay_check.tomlfile import read_toml
 
 
 @dataclass(frozen=True)
@@ -83,10 +83,7 @@ def profile_dirs() -> list[Path]:
 
 
 def load_profile(path: Path) -> Profile:
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ProfileError(f"cannot read profile {path}: {exc}") from exc
+    data = read_toml(path, "profile", ProfileError)
     try:
         tol = Tolerances().override(data.get("tolerances", {}), source=str(path))
         return Profile(

@@ -291,7 +291,8 @@ def _image_panels(result: ReplayResult, checks: dict[str, Check]) -> list:
     return panels
 
 
-def _cell(value: Any) -> str:
+def format_cell(value: Any) -> str:
+    """A table cell: 4 significant digits for floats, "-" for missing."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -301,7 +302,7 @@ def _cell(value: Any) -> str:
 
 def _table(header: Sequence[str], rows: list[Sequence[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(format_cell(v) for v in row) + " |" for row in rows]
     return lines
 
 
@@ -347,9 +348,9 @@ def _markdown(report: dict[str, Any], result: ReplayResult, plots: list[tuple[st
         f"mode `{report['settings']['mode']}`, image stride {report['settings']['image_stride']}, "
         f"settings hash `{report['settings']['hash']}`",
         f"- initial state: {report['initial_state']['method']}"
-        + (f" (residual {_cell(report['initial_state']['residual'])})"
+        + (f" (residual {format_cell(report['initial_state']['residual'])})"
            if report["initial_state"]["residual"] is not None else ""),
-        f"- first divergence: {_cell(verdict['first_divergence_step'])}",
+        f"- first divergence: {format_cell(verdict['first_divergence_step'])}",
         "",
         "## Verdict",
         "",

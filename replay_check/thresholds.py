@@ -11,23 +11,18 @@ File shape (every key optional; unknown keys are an error naming them):
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from replay_check.errors import ConfigError
 from replay_check.profiles import Profile, Tolerances
+from replay_check.tomlfile import read_toml
 
 
 def load_thresholds(path: str | Path) -> dict[str, Any]:
     """Parse and validate a thresholds file (types are checked against Tolerances on load)."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"thresholds file {path} does not exist") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"thresholds file {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, "thresholds file")
     unknown = set(data) - {"default", "profiles"}
     if unknown:
         raise ConfigError(
