@@ -43,3 +43,13 @@ class ConfigError(ReplayCheckError):
 
 class ViewerError(ReplayCheckError):
     """The Rerun viewer could not be spawned or served (no display, port taken)."""
+
+
+class StackError(ReplayCheckError):
+    """A physics stack cannot be resolved, built or found (unknown name, bad pin, no wheel, offline)."""
+
+
+class WorkerError(ReplayCheckError):
+    """The simulator worker process of a stack crashed or stopped answering (an `error`, not bad input)."""
+
+    exit_code = 1

@@ -37,9 +37,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from replay_check.cli import info, record, run, validate, view
+    from replay_check.cli import info, record, run, stacks, validate, view
 
-    for module in (run, record, info, validate, view):
+    for module in (run, record, info, validate, view, stacks):
         cli.add_command(module.command)
 
 

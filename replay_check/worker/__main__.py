@@ -1,0 +1,3 @@
+from replay_check.worker.process import main
+
+main()

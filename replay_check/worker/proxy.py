@@ -1,0 +1,177 @@
+"""The proxy adapter: the adapter protocol forwarded to a worker process, generically.
+
+Any public method the worker's adapter has is callable here by the same name, so refinements of the
+protocol need no change in this module. A worker that dies mid-call raises WorkerError (an `error`
+verdict, not a bad-input exit); exceptions raised by the adapter itself are re-raised here unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from replay_check.errors import WorkerError
+from replay_check.worker import wire
+from replay_check.worker.shm import FramePool
+
+DEFAULT_SLOTS = 4
+
+
+class RemoteError(RuntimeError):
+    """An exception raised in the worker whose class is not one of replay-check's or Python's own."""
+
+    def __init__(self, type_name: str, message: str, traceback_text: str = ""):
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.traceback_text = traceback_text
+
+
+def _rebuild(module: str, qualname: str, message: str, traceback_text: str) -> BaseException:
+    """The worker's exception as the same class when that class is replay-check's or a builtin."""
+    if module in ("builtins", "replay_check.errors"):
+        import importlib
+
+        cls = getattr(importlib.import_module(module), qualname, None)
+        if isinstance(cls, type) and issubclass(cls, Exception):
+            try:
+                exc = cls(message)
+                exc.traceback_text = traceback_text
+                return exc
+            except Exception:  # noqa: BLE001 - a constructor with other arguments
+                pass
+    return RemoteError(f"{module}.{qualname}", message, traceback_text)
+
+
+class ProxyAdapter:
+    """An adapter living in a worker process started with `python` (a stack's interpreter)."""
+
+    def __init__(self, python: str | Path, *make_args: Any, stack: str = "installed", slot_bytes: int | None = None,
+                 isolated: bool = True, **make_kwargs: Any):
+        self.stack = stack
+        self._closed = False
+        self._pool = FramePool.create(slot_bytes, DEFAULT_SLOTS) if slot_bytes else None
+        if self._pool is not None:
+            wire.register_pool(self._pool)
+        parent_end, child_end = socket.socketpair()
+        self._stderr = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115 - lives as long as the worker
+        env = dict(os.environ)
+        if isolated:  # a stack runs its own copy of replay_check and nothing from this environment's paths
+            env.pop("PYTHONPATH", None)
+            env["PYTHONNOUSERSITE"] = "1"
+        env.setdefault("MUJOCO_GL", os.environ.get("MUJOCO_GL", "egl"))
+        try:
+            self._proc = subprocess.Popen(
+                [str(python), "-m", "replay_check.worker", str(child_end.fileno()), str(os.getpid())],
+                pass_fds=[child_end.fileno()], stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=self._stderr,
+                env=env, cwd=tempfile.gettempdir())
+        except OSError as exc:
+            self._cleanup()
+            raise WorkerError(f"stack {stack}: cannot start the simulator worker {python}: {exc}") from None
+        finally:
+            child_end.close()
+        self._conn = Connection(os.dup(parent_end.fileno()))
+        parent_end.close()
+        try:
+            info = self._request(("make", make_args, make_kwargs, self._pool.describe() if self._pool else None),
+                                 "make_adapter")
+        except BaseException:
+            self.close()
+            raise
+        self._attrs: dict[str, Any] = info["attrs"]
+        self._methods = frozenset(info["methods"])
+        self.worker_python = info["python"]
+
+    # -- forwarding ---------------------------------------------------------------------------------
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        attrs = self.__dict__.get("_attrs", {})
+        if name in attrs:
+            return attrs[name]
+        if name in self.__dict__.get("_methods", ()):
+            return lambda *args, **kwargs: self.call(name, *args, **kwargs)
+        raise AttributeError(f"the {self.stack} adapter has no attribute {name!r}")
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._request(("call", method, args, kwargs), method)
+
+    def modules(self) -> list[str]:
+        """Every module imported in the worker (to check it imports only what it should)."""
+        return self._request(("modules",), "modules")
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def _request(self, message: tuple, what: str) -> Any:
+        if self._closed:
+            raise WorkerError(f"stack {self.stack}: the simulator worker is closed")
+        try:
+            self._conn.send_bytes(wire.dumps(message))
+            status, value = wire.loads(self._conn.recv_bytes())
+        except (EOFError, OSError):
+            raise self._crashed(what) from None
+        if status == "err":
+            raise _rebuild(*value)
+        return value
+
+    def _crashed(self, what: str) -> WorkerError:
+        try:
+            code = self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            code = self._proc.wait()
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        self._stderr.seek(0)
+        lines = [ln for ln in self._stderr.read().decode(errors="replace").splitlines() if ln.strip()]
+        tail = f": {lines[-1].strip()}" if lines else ""
+        self._closed = True
+        self._cleanup()
+        return WorkerError(f"stack {self.stack}: simulator worker died ({how}) during {what}{tail}")
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the adapter in the worker and stop the process (killed if it does not exit in 5 s)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._conn.send_bytes(wire.dumps(("close",)))
+            self._conn.recv_bytes()
+        except (EOFError, OSError):
+            pass
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        conn = self.__dict__.get("_conn")
+        if conn is not None:
+            conn.close()
+        if self._pool is not None:
+            wire.unregister_pool(self._pool)
+            self._pool.close()
+            self._pool = None
+        self._stderr.close() if "_stderr" in self.__dict__ else None
+
+    def __enter__(self) -> ProxyAdapter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):  # pragma: no cover - best effort when a caller forgets close()
+        if not self.__dict__.get("_closed", True) and sys is not None:
+            with contextlib.suppress(Exception):
+                self.close()
