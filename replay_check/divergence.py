@@ -89,7 +89,9 @@ def _state_check(group: str, tol: Tolerances) -> Check:
 
 
 def _object_checks(profile: Profile, tol: Tolerances, name: str) -> list[Check]:
-    if profile.adapter == "pusht":
+    from replay_check.families import family_of
+
+    if family_of(profile).object_units == "px":
         return [
             Check(f"object/{name}", f"object_err/{name}", tol.block_px, unit="px", label="position error"),
             Check(f"object_angle/{name}", f"object_angle_err_deg/{name}", tol.block_deg, unit="deg",

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from replay_check.sims.pusht import keypoints_from_pose
+from replay_check.sims.pusht_geometry import keypoints_from_pose
 from replay_check.steps import StepRecord
 
 ARENA_PX = 512.0

@@ -18,6 +18,7 @@ import numpy as np
 from replay_check.dataset import open_dataset
 from replay_check.dataset.episode import DatasetMeta, Episode
 from replay_check.errors import DatasetError, InputError
+from replay_check.families import family_of
 from replay_check.profiles import Profile, select_profile
 from replay_check.replay import replay_episode
 from replay_check.report import settings_hash, write_episode_report
@@ -130,11 +131,10 @@ def _sinks(request: RunRequest, episode: Episode, profile: Profile, rrd_tmp: Pat
 
         opts = request.rerun
         overlay = None
-        if profile.adapter == "pusht" and cameras:
-            from replay_check.overlays import pusht_overlay
-
+        make_overlay = family_of(profile).overlay
+        if make_overlay is not None and cameras:
             source = episode.cameras[cameras[0]]
-            overlay = pusht_overlay(source.height, source.width)
+            overlay = make_overlay(source.height, source.width)
         rerun_sink = RerunSink(
             recording_name=f"{episode.meta.name} episode {episode.index}",
             rrd_path=rrd_tmp,

@@ -65,6 +65,7 @@ class Profile:
     object_colors: dict[str, str] = field(default_factory=dict)
     estimate_from: str | None = None
     recorded_success_default: bool | None = None
+    family_module: str | None = None  # module declaring the `adapter` family, when outside the package
     path: Path | None = None
 
     @property
@@ -101,6 +102,7 @@ def load_profile(path: Path) -> Profile:
             object_colors=dict(data.get("object_colors", {})),
             estimate_from=data.get("initial_state", {}).get("estimate_from"),
             recorded_success_default=data.get("success", {}).get("recorded_default"),
+            family_module=data.get("family_module"),
             path=Path(path),
         )
     except KeyError as exc:

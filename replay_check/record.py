@@ -1,15 +1,16 @@
 """Record scripted episodes into a LeRobot v3.0 dataset whose ground truth we know.
 
-`record_dataset` picks an environment's scripted policy, rolls out `episodes` seeds (seed, seed+1, ...)
-and streams every row into `DatasetWriter`. Features mirror the public datasets of each family
-(lerobot/aloha_sim_*, lerobot/pusht) so that replay-check treats recordings exactly like hub data,
-plus, on request, observation.environment_state with the true object state.
+`record_dataset` picks an environment's scripted policy (declared by its family), rolls out
+`episodes` seeds (seed, seed+1, ...) and streams every row into `DatasetWriter`. Features mirror the
+public datasets of each family (lerobot/aloha_sim_*, lerobot/pusht) so that replay-check treats
+recordings exactly like hub data, plus, on request, observation.environment_state with the true
+object state.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,30 +19,8 @@ from tqdm import tqdm
 
 from replay_check.dataset.writer import DatasetWriter
 from replay_check.errors import InputError
-from replay_check.policies import RecordedFrame
-
-ALOHA_MOTORS = [
-    f"{side}_{joint}"
-    for side in ("left", "right")
-    for joint in ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper")
-]
-POSE_FIELDS = ("x", "y", "z", "qw", "qx", "qy", "qz")
-ALOHA_IMAGE_KEY = "observation.images.top"
-PUSHT_IMAGE_KEY = "observation.image"
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """How one `--env` is recorded: rollout, dataset layout and the task text of its public datasets."""
-
-    name: str
-    fps: int
-    robot_type: str
-    task: str
-    default_steps: int
-    features: dict[str, dict]
-    env_state_names: list[str]
-    rollout: Callable[[int, int, bool], Iterator[RecordedFrame]]  # (seed, steps, render) -> rows
+from replay_check.families import record_env, record_env_names
+from replay_check.policies import EnvSpec, RecordedFrame
 
 
 @dataclass(frozen=True)
@@ -60,81 +39,12 @@ class RecordSummary:
         return sum(self.success) / len(self.success) if self.success else 0.0
 
 
-def _scalar(dtype: str) -> dict:
-    return {"dtype": dtype, "shape": [1], "names": None}
-
-
-def _aloha_spec(name: str, task: str, objects: tuple[str, ...], sim_task: str) -> EnvSpec:
-    def rollout(seed: int, steps: int, render: bool) -> Iterator[RecordedFrame]:
-        from replay_check.policies.aloha import rollout_aloha
-
-        return rollout_aloha(sim_task, seed, steps=steps, render=render)
-
-    vector = {"dtype": "float32", "shape": [14], "names": {"motors": ALOHA_MOTORS}}
-    return EnvSpec(
-        name=name,
-        fps=50,
-        robot_type="aloha",
-        task=task,
-        default_steps=400,
-        features={
-            "observation.state": vector,
-            "action": vector,
-            ALOHA_IMAGE_KEY: {"dtype": "video", "shape": [480, 640, 3], "names": ["height", "width", "channel"]},
-            "next.reward": _scalar("float32"),
-            "next.success": _scalar("bool"),
-            "next.done": _scalar("bool"),
-        },
-        env_state_names=[f"{obj}_{field}" for obj in objects for field in POSE_FIELDS],
-        rollout=rollout,
-    )
-
-
-def _pusht_spec() -> EnvSpec:
-    def rollout(seed: int, steps: int, render: bool) -> Iterator[RecordedFrame]:
-        from replay_check.policies.pusht import rollout_pusht
-
-        return rollout_pusht(seed, render=render, max_steps=steps)
-
-    vector = {"dtype": "float32", "shape": [2], "names": {"motors": ["motor_0", "motor_1"]}}
-    return EnvSpec(
-        name="pusht",
-        fps=10,
-        robot_type="2d pointer",
-        task="Push the T-shaped block onto the T-shaped target.",
-        default_steps=300,
-        features={
-            PUSHT_IMAGE_KEY: {"dtype": "video", "shape": [96, 96, 3], "names": ["height", "width", "channel"]},
-            "observation.state": vector,
-            "action": vector,
-            "next.reward": _scalar("float32"),
-            "next.success": _scalar("bool"),
-            "next.done": _scalar("bool"),
-        },
-        env_state_names=[f"keypoint_{i}_{axis}" for i in range(8) for axis in ("x", "y")],
-        rollout=rollout,
-    )
-
-
-ENVS: dict[str, Callable[[], EnvSpec]] = {
-    "aloha-insertion": lambda: _aloha_spec(
-        "aloha-insertion", "Insert the peg into the socket.", ("peg", "socket"), "insertion"
-    ),
-    "aloha-transfer-cube": lambda: _aloha_spec(
-        "aloha-transfer-cube",
-        "Pick up the cube with the right arm and transfer it to the left arm.",
-        ("cube",),
-        "transfer_cube",
-    ),
-    "pusht": _pusht_spec,
-}
-
-
 def env_spec(env: str) -> EnvSpec:
-    """The recording recipe of `env`, one of ENVS."""
-    if env not in ENVS:
-        raise InputError(f"unknown environment {env!r}; expected one of {', '.join(sorted(ENVS))}")
-    return ENVS[env]()
+    """The recording recipe of `env`, declared by one of the registered families."""
+    factory = record_env(env)
+    if factory is None:
+        raise InputError(f"unknown environment {env!r}; expected one of {', '.join(record_env_names())}")
+    return factory()
 
 
 def dataset_features(spec: EnvSpec, *, env_state: bool) -> dict[str, dict]:

@@ -16,11 +16,12 @@ import numpy as np
 from replay_check import alignment, divergence, metrics
 from replay_check.dataset.episode import Episode
 from replay_check.errors import InputError
+from replay_check.families import family_of
 from replay_check.initial_state import FrameObjectMeter, object_measure, recover_initial_state
 from replay_check.profiles import Profile
 from replay_check.report import versions
 from replay_check.sims import make_adapter
-from replay_check.sims.base import InitialState, Pose, SimAdapter
+from replay_check.sims.base import InitialState, Pose, SimAdapter, SimSpec
 from replay_check.steps import ReplayResult, ReplaySettings, Sink, StepRecord
 
 Progress = Callable[[int, int], None]
@@ -57,13 +58,19 @@ def validate_episode(episode: Episode, profile: Profile, settings: ReplaySetting
     return list(episode.cameras) if settings.mode == "images" else []
 
 
-def adapter_for(episode: Episode, profile: Profile) -> SimAdapter:
-    """An adapter rendering every mapped camera at the dataset's resolution."""
+def sim_spec(episode: Episode, profile: Profile, physics: dict[str, float] | None = None) -> SimSpec:
+    """The SimSpec rendering every mapped camera at the dataset's resolution."""
     sizes = {}
     for key, sim_camera in profile.cameras.items():
         if key in episode.cameras:
             sizes[sim_camera] = (episode.cameras[key].height, episode.cameras[key].width)
-    return make_adapter(profile.adapter, profile.task, sizes)
+    return SimSpec(family=profile.adapter, task=profile.task, cameras=sizes, physics=dict(physics or {}),
+                   module=profile.family_module)
+
+
+def adapter_for(episode: Episode, profile: Profile, physics: dict[str, float] | None = None) -> SimAdapter:
+    """An adapter rendering every mapped camera at the dataset's resolution."""
+    return make_adapter(sim_spec(episode, profile, physics))
 
 
 @dataclass
@@ -139,9 +146,10 @@ def _run_steps(
     state_names = list(episode.state_names or [f"state_{i}" for i in range(episode.state.shape[1])])
     streams = _frame_streams(episode, cameras)
     measure: FrameObjectMeter | None = None
+    objects_from_env = family_of(profile).objects_from_environment_state
     if episode.environment_state is None and cameras:
         measure = object_measure(episode, profile, adapter)
-    planar = profile.adapter == "pusht"
+    planar = family_of(profile).planar
     opening: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {key: ([], []) for key in cameras}
     rows: list[dict[str, float]] = []
     for t in range(length):
@@ -149,8 +157,10 @@ def _run_steps(
         action = None
         if t > 0:
             action = episode.action[t - 1]
-            adapter.step(action)
+            sim = adapter.step(action)
             tick = timer.add("physics", tick)
+        else:
+            sim = adapter.observe()
         compare_images = bool(cameras) and t % settings.image_stride == 0
         recorded_frames: dict[str, np.ndarray] = {}
         for key, stream in streams.items():
@@ -168,9 +178,9 @@ def _run_steps(
                 opening[key][1].append(alignment.thumbnail(replayed_frames[key]))
 
         recorded_poses: dict[str, Pose | None] | None = None
-        replayed_poses: dict[str, Pose | None] = dict(adapter.object_poses())
+        replayed_poses: dict[str, Pose | None] = dict(sim.objects)
         if episode.environment_state is not None:
-            recorded_poses = dict(adapter.objects_from_environment_state(episode.environment_state[t]))
+            recorded_poses = dict(objects_from_env(episode.environment_state[t], profile.objects))
         elif measure is not None and measure.camera in recorded_frames:
             recorded_poses = measure.measure(recorded_frames[measure.camera])
             if measure.symmetric:
@@ -182,7 +192,7 @@ def _run_steps(
             t=t,
             timestamp=float(episode.timestamps[t]),
             recorded_state=episode.state[t],
-            replayed_state=adapter.state(),
+            replayed_state=sim.state,
             action=action,
             replayed_objects=_positions(replayed_poses) or {},
             recorded_objects=_positions(recorded_poses),
@@ -190,11 +200,11 @@ def _run_steps(
             replayed_object_angles=_planar_angles(replayed_poses) if planar else None,
             recorded_frames=recorded_frames,
             replayed_frames=replayed_frames,
-            reward=adapter.reward(),
-            success=adapter.success(),
+            reward=sim.reward,
+            success=sim.success,
             recorded_reward=None if episode.reward is None or t == 0 else float(episode.reward[t - 1]),
             recorded_success=None if episode.success is None or t == 0 else bool(episode.success[t - 1]),
-            unstable=adapter.unstable(),
+            unstable=sim.unstable,
         )
         row = metrics.step_metrics(step, state_names=state_names, groups=profile.state_groups, cameras=cameras)
         tick = timer.add("metrics", tick)
@@ -208,8 +218,8 @@ def _run_steps(
             break
     else:
         # The last row's action has no row after it, but its outcome is recorded (next.reward/success).
-        adapter.step(episode.action[length - 1])
-        final = {"reward": adapter.reward(), "success": float(adapter.success())}
+        last = adapter.step(episode.action[length - 1])
+        final = {"reward": last.reward, "success": float(last.success)}
         return _to_columns(rows, length), _frame_offsets(opening), final
     return _to_columns(rows, length), _frame_offsets(opening), {}
 
@@ -241,22 +251,15 @@ def _object_source(episode: Episode, profile: Profile, settings: ReplaySettings)
     if episode.environment_state is not None:
         return "environment_state"
     if settings.mode == "images" and episode.cameras:
-        if profile.adapter == "aloha":
+        if family_of(profile).meter_symmetric:
             return "image measurement of recorded and replayed frames"
         return "image measurement of recorded frames vs simulator pose"
     return "none (state mode without environment_state)"
 
 
 def _recorded_success(episode: Episode, profile: Profile) -> bool | None:
-    """What the dataset says about success: its flags, else the profile's declaration (public ALOHA sets)."""
-    if episode.success is not None and episode.success.any():
-        return True
-    if episode.reward is not None and profile.adapter == "pusht":
-        # lerobot/pusht's next.success is never set; its reward is clipped coverage / 0.95.
-        return bool(np.nanmax(episode.reward) >= 1.0)
-    if episode.success is not None:
-        return False
-    return profile.recorded_success_default
+    """What the dataset says about success, by the family's rule (its flags, else the profile's declaration)."""
+    return family_of(profile).recorded_success(episode.reward, episode.success, profile.recorded_success_default)
 
 
 def _conclude(
@@ -276,7 +279,8 @@ def _conclude(
         group = f"video_offset/{key}"
         divergences[group] = 0
         divergences.details[group] = alignment.OffsetOnset(group, 0, offset.offset, 0, "frames", 1, "offset")
-    summary = divergence.summarize(columns, state_names=state_names, objects=list(profile.objects))
+    summary = divergence.summarize(columns, state_names=state_names, objects=list(profile.objects),
+                                   object_units=family_of(profile).object_units)
     replayed_success = bool(np.nanmax(columns.get("success", np.zeros(1))) >= 1.0 or final.get("success", 0) >= 1)
     if final:
         summary["replayed_final_reward"] = final["reward"]

@@ -11,9 +11,9 @@ from gym_aloha import constants
 
 from replay_check.errors import EstimationError
 from replay_check.initial_state.aloha import ObjectMeter, color_mask, estimate_aloha_objects
-from replay_check.initial_state.camera import PinholeCamera
 from replay_check.sims.aloha import AlohaAdapter, qpos_to_robot_state
 from replay_check.sims.base import InitialState, Pose
+from replay_check.sims.camera import PinholeCamera
 
 HEIGHT, WIDTH = 480, 640
 ROBOT = qpos_to_robot_state(np.asarray(constants.START_ARM_POSE, dtype=np.float64))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from replay_check.families.pusht import objects_from_environment_state
 from replay_check.policies.pusht import distance_to_t, keypoint_error, rollout_pusht, segment_clear
 from replay_check.sims.base import InitialState
 from replay_check.sims.pusht import GOAL_POSE, PushTAdapter, pose_from_keypoints
@@ -44,7 +45,7 @@ def test_recorded_rows_replay_exactly(episodes):
     frames = episodes[FAST_SEEDS[1]]
     adapter = PushTAdapter("pusht", {})
     first = frames[0]
-    objects = adapter.objects_from_environment_state(first.environment_state)
+    objects = objects_from_environment_state(first.environment_state, ("block",))
     adapter.restore(InitialState(robot=first.state, objects=objects, method="environment_state"))
     for t, frame in enumerate(frames):
         np.testing.assert_allclose(adapter.state(), frame.state, atol=1e-6, err_msg=f"row {t}")

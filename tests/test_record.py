@@ -11,8 +11,9 @@ from click.testing import CliRunner
 
 from replay_check.cli.record import command
 from replay_check.errors import DatasetError, InputError
+from replay_check.families.aloha import MOTORS as ALOHA_MOTORS
 from replay_check.policies.aloha import sample_object_poses
-from replay_check.record import ALOHA_MOTORS, record_dataset
+from replay_check.record import record_dataset
 
 STEPS = 12
 

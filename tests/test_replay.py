@@ -106,9 +106,7 @@ def test_bad_input_is_a_clear_error(episode, profile, change, message):
 def test_a_simulation_that_blows_up_is_a_divergence_not_a_crash(episode, profile):
     from replay_check.replay import adapter_for
 
-    adapter = adapter_for(episode, profile)
-    adapter.physics.model.opt.timestep = 0.5  # unstable integration
-    adapter.n_sub_steps = 10
+    adapter = adapter_for(episode, profile, physics={"timestep": 0.5})  # unstable integration
     result = replay_episode(episode, profile, state_mode(profile), adapter=adapter)
     adapter.close()
     assert result.verdict.status == "fail"

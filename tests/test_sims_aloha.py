@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from replay_check.errors import ProfileError
+from replay_check.families.aloha import objects_from_environment_state
 from replay_check.policies.aloha import rollout_aloha, sample_object_poses
 from replay_check.sims.aloha import AlohaAdapter, qpos_to_robot_state, robot_state_to_qpos
 from replay_check.sims.base import InitialState
@@ -19,7 +20,8 @@ def test_restore_puts_robot_and_objects_exactly_where_asked():
     assert np.allclose(adapter.state(), state, atol=1e-12)
     assert np.allclose(adapter.environment_state()[:3], objects["peg"].position)
     assert np.allclose(adapter.object_poses()["socket"].position, objects["socket"].position)
-    assert adapter.objects_from_environment_state(adapter.environment_state())["peg"].position.shape == (3,)
+    read_back = objects_from_environment_state(adapter.environment_state(), adapter.object_names)
+    assert read_back["peg"].position.shape == (3,)
     assert np.allclose(qpos_to_robot_state(robot_state_to_qpos(state)), state)
 
 

@@ -9,8 +9,9 @@ import pytest
 
 from replay_check.dataset.episode import DatasetMeta, Feature
 from replay_check.errors import InputError, ProfileError
+from replay_check.families.pusht import objects_from_environment_state
 from replay_check.profiles import select_profile
-from replay_check.sims import make_adapter
+from replay_check.sims import SimSpec, make_adapter
 from replay_check.sims.base import InitialState, Pose, SimAdapter
 from replay_check.sims.pusht import (
     BLOCK_RGB,
@@ -61,7 +62,7 @@ def test_pose_from_keypoints_rejects_wrong_width():
 
 def test_is_a_sim_adapter(adapter):
     assert isinstance(adapter, SimAdapter)
-    assert isinstance(make_adapter("pusht", "pusht"), PushTAdapter)
+    assert isinstance(make_adapter(SimSpec("pusht", "pusht")), PushTAdapter)
     with pytest.raises(ProfileError, match="pushx"):
         PushTAdapter("pushx")
 
@@ -75,7 +76,7 @@ def test_restore_reads_back_rotated_pose_exactly(adapter):
     assert block.position[:2] == pytest.approx(pose[:2], abs=1e-9)
     assert block.yaw == pytest.approx(2.1, abs=1e-12)
     np.testing.assert_array_equal(adapter.state(), [50.0, 60.0])
-    read_back = adapter.objects_from_environment_state(adapter.environment_state())["block"]
+    read_back = objects_from_environment_state(adapter.environment_state(), ("block",))["block"]
     assert read_back.yaw == pytest.approx(2.1)
 
 

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import click
 
-from replay_check.record import ENVS, record_dataset
+from replay_check.families import record_env_names
+from replay_check.record import record_dataset
 
 
 @click.command("record")
-@click.option("--env", "env", type=click.Choice(sorted(ENVS)), required=True, help="Environment to record.")
+@click.option("--env", "env", required=True,
+              help=f"Environment to record, declared by a simulator family ({', '.join(record_env_names())}).")
 @click.option("--episodes", type=click.IntRange(min=1), default=1, show_default=True, help="Number of episodes.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Dataset folder to create.")

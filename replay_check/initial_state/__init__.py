@@ -6,18 +6,15 @@ from camera frame 0 by render-and-compare. This module only chooses between thos
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from replay_check.dataset.episode import Episode
 from replay_check.errors import EstimationError
+from replay_check.families import ObjectMeasure, family_of
 from replay_check.profiles import Profile
-from replay_check.sims.base import InitialState, Pose, SimAdapter
-
-# A per-frame measurement of object poses in a recorded image (None where an object is not seen).
-ObjectMeasure = Callable[[np.ndarray], dict[str, Pose | None]]
+from replay_check.sims.base import InitialState, SimAdapter
 
 
 @dataclass(frozen=True)
@@ -45,8 +42,9 @@ def estimation_camera(episode: Episode, profile: Profile) -> str | None:
 def recover_initial_state(episode: Episode, profile: Profile, adapter: SimAdapter) -> InitialState:
     """InitialState from environment_state row 0 when present, else estimated from frame 0."""
     robot = np.asarray(episode.state[0], dtype=np.float64)
+    declared = family_of(profile)
     if episode.environment_state is not None:
-        objects = adapter.objects_from_environment_state(episode.environment_state[0])
+        objects = declared.objects_from_environment_state(episode.environment_state[0], profile.objects)
         return InitialState(robot=robot, objects=objects, method="environment_state")
     if not profile.objects:
         return InitialState(robot=robot, objects={}, method="robot_only")
@@ -56,43 +54,19 @@ def recover_initial_state(episode: Episode, profile: Profile, adapter: SimAdapte
             f"episode {episode.index} stores no observation.environment_state and no camera "
             f"({', '.join(profile.cameras) or 'none mapped'}) to estimate {', '.join(profile.objects)} from"
         )
+    if declared.estimate is None:
+        raise EstimationError(f"simulator family {declared.name!r} has no initial-state estimator; "
+                              "the dataset needs observation.environment_state")
     frame0 = episode.first_frame(camera_key)
-    sim_camera = profile.cameras[camera_key]
-    if profile.adapter == "aloha":
-        from replay_check.initial_state.aloha import estimate_aloha_objects
-
-        return estimate_aloha_objects(frame0, robot, adapter, camera=sim_camera, colors=profile.object_colors)
-    if profile.adapter == "pusht":
-        from replay_check.initial_state.pusht import estimate_pusht_initial_state
-
-        return estimate_pusht_initial_state(frame0, robot, adapter)
-    raise EstimationError(f"no initial-state estimator for simulator family {profile.adapter!r}")
+    return declared.estimate(frame0, robot, adapter, profile.cameras[camera_key], profile)
 
 
 def object_measure(episode: Episode, profile: Profile, adapter: SimAdapter) -> FrameObjectMeter | None:
     """A per-frame object measurement for datasets without env state (None when there is no camera)."""
     camera_key = estimation_camera(episode, profile)
-    if camera_key is None or not profile.objects:
+    declared = family_of(profile)
+    if camera_key is None or not profile.objects or declared.meter is None:
         return None
     source = episode.cameras[camera_key]
-    if profile.adapter == "aloha":
-        from replay_check.initial_state.aloha import ObjectMeter
-
-        meter = ObjectMeter(adapter, profile.cameras[camera_key], source.height, source.width, profile.object_colors)
-
-        def measure_aloha(frame: np.ndarray) -> dict[str, Pose | None]:
-            return {name: None if p is None else Pose(p) for name, p in meter.measure(frame).items()}
-
-        return FrameObjectMeter(camera_key, measure_aloha, symmetric=True)
-    if profile.adapter == "pusht":
-        from replay_check.initial_state.pusht import BlockMeter
-
-        block_meter = BlockMeter()
-
-        def measure_pusht(frame: np.ndarray) -> dict[str, Pose | None]:
-            found = block_meter.measure(frame)
-            return {"block": None if found is None else Pose.planar(*found)}
-
-        # The silhouette fit is unbiased to ~1 px, so the replay is compared with the simulator's exact pose.
-        return FrameObjectMeter(camera_key, measure_pusht, symmetric=False)
-    return None
+    measure = declared.meter(adapter, profile.cameras[camera_key], source.height, source.width, profile)
+    return FrameObjectMeter(camera_key, measure, symmetric=declared.meter_symmetric)

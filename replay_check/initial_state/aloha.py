@@ -20,9 +20,8 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull
 
 from replay_check.errors import EstimationError
-from replay_check.initial_state.camera import PinholeCamera
-from replay_check.sims.aloha import ARM_QPOS, AlohaAdapter
-from replay_check.sims.base import InitialState, Pose, quat_to_matrix
+from replay_check.sims.base import InitialState, ObjectShape, Pose, SimAdapter
+from replay_check.sims.camera import PinholeCamera
 
 SPAWN_Z = 0.05  # object body height in frame 0 (they fall onto the table afterwards)
 COLOR_CHANNELS = {"red": 0, "green": 1, "blue": 2}
@@ -46,7 +45,6 @@ class ObjectGeometry:
     """What the estimator needs to know about one free-jointed object, in its body frame."""
 
     name: str
-    qpos_start: int
     color: str
     corners: np.ndarray  # (N, 3) box corners of every geom
     top_offset: float  # body origin -> highest point
@@ -59,68 +57,39 @@ def _box_corners(pos: np.ndarray, mat: np.ndarray, half: np.ndarray) -> np.ndarr
     return pos + (signs * half) @ mat.T
 
 
-def _geom_boxes(model, body_id: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """(pos, rotation, half extents, rgba) of every geom of a body, spheres for non-box shapes."""
-    boxes = []
-    for gid in np.flatnonzero(np.asarray(model.geom_bodyid) == body_id):
-        quat = np.asarray(model.geom_quat[gid], dtype=np.float64)
-        mat = quat_to_matrix(quat)
-        if int(model.geom_type[gid]) == 6:  # mjGEOM_BOX
-            half = np.asarray(model.geom_size[gid], dtype=np.float64)
-        else:
-            half = np.full(3, float(model.geom_rbound[gid]))
-        pos = np.asarray(model.geom_pos[gid], dtype=np.float64)
-        boxes.append((pos, mat, half, np.asarray(model.geom_rgba[gid])))
-    return boxes
-
-
 def _rgba_color_name(rgba: np.ndarray) -> str:
     return ("red", "green", "blue")[int(np.argmax(rgba[:3]))]
 
 
-def object_geometry(adapter: AlohaAdapter, colors: dict[str, str] | None = None) -> list[ObjectGeometry]:
-    """Geometry of each adapter object from its free joint's body; colour from `colors` or the model."""
-    model = adapter.physics.model
-    geometries = []
-    for i, name in enumerate(adapter.object_names):
-        start = ARM_QPOS + 7 * i
-        joint = np.flatnonzero((np.asarray(model.jnt_qposadr) == start) & (np.asarray(model.jnt_type) == 0))
-        if joint.size != 1:
-            raise EstimationError(f"object {name!r}: no free joint at qpos {start} in the gym-aloha model")
-        boxes = _geom_boxes(model, int(model.jnt_bodyid[joint[0]]))
-        corners = np.concatenate([_box_corners(p, m, h) for p, m, h, _ in boxes])
-        areas: dict[str, float] = {}
-        for _, mat, half, rgba in boxes:
-            extent = np.abs(mat) @ half
-            areas[_rgba_color_name(rgba)] = areas.get(_rgba_color_name(rgba), 0.0) + 4 * extent[0] * extent[1]
-        color = (colors or {}).get(name) or max(areas, key=areas.get)
-        if color not in COLOR_CHANNELS:
-            known = ", ".join(COLOR_CHANNELS)
-            raise EstimationError(f"object {name!r} has colour {color!r}; expected one of {known}")
-        geometries.append(
-            ObjectGeometry(
-                name=name,
-                qpos_start=start,
-                color=color,
-                corners=corners,
-                top_offset=float(corners[:, 2].max()),
-                bottom_offset=float(corners[:, 2].min()),
-                top_area=areas.get(color, float(np.ptp(corners[:, 0]) * np.ptp(corners[:, 1]))),
-            )
-        )
-    return geometries
+def _geometry(shape: ObjectShape, colors: dict[str, str] | None) -> ObjectGeometry:
+    boxes = list(zip(shape.centers, shape.rotations, shape.half_sizes, shape.rgba, strict=True))
+    corners = np.concatenate([_box_corners(p, m, h) for p, m, h, _ in boxes])
+    areas: dict[str, float] = {}
+    for _, mat, half, rgba in boxes:
+        extent = np.abs(mat) @ half
+        areas[_rgba_color_name(rgba)] = areas.get(_rgba_color_name(rgba), 0.0) + 4 * extent[0] * extent[1]
+    color = (colors or {}).get(shape.name) or max(areas, key=areas.get)
+    if color not in COLOR_CHANNELS:
+        known = ", ".join(COLOR_CHANNELS)
+        raise EstimationError(f"object {shape.name!r} has colour {color!r}; expected one of {known}")
+    return ObjectGeometry(
+        name=shape.name,
+        color=color,
+        corners=corners,
+        top_offset=float(corners[:, 2].max()),
+        bottom_offset=float(corners[:, 2].min()),
+        top_area=areas.get(color, float(np.ptp(corners[:, 0]) * np.ptp(corners[:, 1]))),
+    )
 
 
-def table_top_z(adapter: AlohaAdapter) -> float:
-    """Height of the table surface (top of the geom named 'table'), 0 when the model has none."""
-    physics = adapter.physics
-    try:
-        gid = physics.model.name2id("table", "geom")
-    except Exception:
-        return 0.0
-    mat = np.asarray(physics.data.geom_xmat[gid]).reshape(3, 3)
-    center, half = np.asarray(physics.model.geom_aabb[gid][:3]), np.asarray(physics.model.geom_aabb[gid][3:])
-    return float(physics.data.geom_xpos[gid][2] + (mat @ center)[2] + np.abs(mat[2]) @ half)
+def object_geometry(adapter: SimAdapter, colors: dict[str, str] | None = None) -> list[ObjectGeometry]:
+    """Geometry of each adapter object from the adapter's declared shapes; colour from `colors` or the model."""
+    return [_geometry(shape, colors) for shape in adapter.geometry().objects]
+
+
+def table_top_z(adapter: SimAdapter) -> float:
+    """Height of the table surface, as the adapter declares it (0 when the model has no table)."""
+    return adapter.geometry().support_z
 
 
 # -- segmentation ---------------------------------------------------------------------------------
@@ -207,7 +176,7 @@ def _blurred(image: np.ndarray) -> np.ndarray:
 class _Scene:
     """Renders the adapter with the arms fixed and candidate object (x, y), scoring each object's window."""
 
-    def __init__(self, adapter: AlohaAdapter, robot: np.ndarray, camera: str, frame: np.ndarray):
+    def __init__(self, adapter: SimAdapter, robot: np.ndarray, camera: str, frame: np.ndarray):
         self.adapter, self.robot, self.camera = adapter, robot, camera
         self.frame = frame
         self.renders = 0
@@ -218,10 +187,9 @@ class _Scene:
         self.adapter.restore(InitialState(robot=self.robot, objects=objects, method="estimated"))
 
     def render(self, xy: dict[str, np.ndarray]) -> np.ndarray:
-        self.restore(xy)
-        height, width = self.frame.shape[:2]
+        objects = {name: Pose(np.array([p[0], p[1], SPAWN_Z])) for name, p in xy.items()}
         self.renders += 1
-        return self.adapter.physics.render(height=height, width=width, camera_id=self.camera)
+        return self.adapter.render_hypothesis(self.camera, self.robot, objects, size=self.frame.shape[:2])
 
     def costs(self, xy: dict[str, np.ndarray], windows: dict[str, Window]) -> dict[str, float]:
         """Mean squared difference of the blurred render and frame in each object's window."""
@@ -288,7 +256,7 @@ def refine_positions(
 def estimate_aloha_objects(
     frame0: np.ndarray,
     robot_state0: np.ndarray,
-    adapter: AlohaAdapter,
+    adapter: SimAdapter,
     camera: str = "top",
     colors: dict[str, str] | None = None,
 ) -> InitialState:
@@ -299,7 +267,7 @@ def estimate_aloha_objects(
     height, width = frame0.shape[:2]
     scene = _Scene(adapter, robot, camera, frame0)
     scene.restore({g.name: np.zeros(2) for g in geometries})  # arms in place, cameras forwarded
-    cam = PinholeCamera.from_physics(adapter.physics, camera, height, width)
+    cam = adapter.camera_model(camera, height, width)
 
     coarse, centroids = {}, {}
     for g in geometries:
@@ -312,7 +280,7 @@ def estimate_aloha_objects(
 
     windows = {g.name: _window(cam, g, coarse[g.name]) for g in geometries}
     refined, fits = refine_positions(scene, coarse, windows)
-    errors = scene.abs_errors(refined, windows)  # also leaves the adapter at the estimate
+    errors = scene.abs_errors(refined, windows)
     objects = {name: Pose(np.array([xy[0], xy[1], SPAWN_Z])) for name, xy in refined.items()}
 
     sizes = {name: (w[0].stop - w[0].start) * (w[1].stop - w[1].start) for name, w in windows.items()}
@@ -343,11 +311,11 @@ class ObjectMeter:
     cancel that bias when comparing them.
     """
 
-    def __init__(self, adapter: AlohaAdapter, camera: str, height: int, width: int, colors: dict[str, str]):
-        adapter.physics.forward()  # derived quantities only: camera and table poses
-        self.camera = PinholeCamera.from_physics(adapter.physics, camera, height, width)
-        self.geometries = object_geometry(adapter, colors or None)
-        table = table_top_z(adapter)
+    def __init__(self, adapter: SimAdapter, camera: str, height: int, width: int, colors: dict[str, str]):
+        self.camera: PinholeCamera = adapter.camera_model(camera, height, width)
+        scene = adapter.geometry()
+        self.geometries = [_geometry(shape, colors or None) for shape in scene.objects]
+        table = scene.support_z
         self._rest_z = {g.name: table - g.bottom_offset for g in self.geometries}
         self._min_pixels = {
             g.name: MIN_VISIBLE_FRACTION * expected_pixels(self.camera, g, z + g.top_offset)

@@ -13,8 +13,8 @@ import numpy as np
 from scipy import optimize
 
 from replay_check.errors import EstimationError
-from replay_check.sims.base import InitialState, Pose
-from replay_check.sims.pusht import BLOCK_RGB, T_KEYPOINTS_LOCAL, PushTAdapter, rotation
+from replay_check.sims.base import InitialState, Pose, SimAdapter
+from replay_check.sims.pusht_geometry import BLOCK_RGB, T_KEYPOINTS_LOCAL, rotation
 
 ARENA = 512
 # Area centroid of the T in the body frame: bar 120x30 centred at (0, 15), stem 30x90 at (0, 75).
@@ -108,7 +108,7 @@ def fit_silhouette(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
     return coarse, np.asarray(result.x), {"silhouette_evals": int(result.nfev)}
 
 
-def measure_block(frame: np.ndarray, adapter: PushTAdapter) -> tuple[float, float, float] | None:
+def measure_block(frame: np.ndarray, adapter: SimAdapter | None = None) -> tuple[float, float, float] | None:
     """Block (x, y, angle) in one frame by silhouette fit (no simulator rendering); None if not seen."""
     del adapter  # the silhouette model needs no simulator; kept for the measure signature
     try:
@@ -152,26 +152,27 @@ class BlockMeter:
         return float(result.x[0]), float(result.x[1]), wrap_angle(result.x[2])
 
 
-def image_cost(adapter: PushTAdapter, robot: np.ndarray, frame: np.ndarray, pose: np.ndarray) -> float:
+def image_cost(adapter: SimAdapter, robot: np.ndarray, frame: np.ndarray, pose: np.ndarray,
+               camera: str = "top") -> float:
     """Mean squared RGB difference between `frame` and the scene rendered with the block at `pose`."""
-    adapter.set_pose(robot, (float(pose[0]), float(pose[1]), float(pose[2])))
-    rendered = adapter.render_size(frame.shape[0], frame.shape[1])
+    block = Pose.planar(float(pose[0]), float(pose[1]), float(pose[2]))
+    rendered = adapter.render_hypothesis(camera, robot, {"block": block}, size=frame.shape[:2])
     return float(np.mean((rendered.astype(np.float32) - frame.astype(np.float32)) ** 2))
 
 
 def estimate_pusht_initial_state(
-    frame0: np.ndarray, robot_state0: np.ndarray, adapter: PushTAdapter
+    frame0: np.ndarray, robot_state0: np.ndarray, adapter: SimAdapter, camera: str = "top"
 ) -> InitialState:
     """Block pose at frame 0: silhouette fit, then render-and-compare of the full scene (agent included).
 
-    Leaves the adapter posed at the estimate; callers restore() before replaying.
+    Renders candidates through the adapter's `render_hypothesis`, which leaves its state as it was.
     """
     frame = np.asarray(frame0)
     robot = np.asarray(robot_state0, dtype=np.float64).reshape(-1)
     coarse, fitted, details = fit_silhouette(frame)
 
     def cost(pose: np.ndarray) -> float:
-        return image_cost(adapter, robot, frame, pose)
+        return image_cost(adapter, robot, frame, pose, camera)
 
     best = np.asarray(fitted)
     evals = 0

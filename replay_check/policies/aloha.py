@@ -363,7 +363,7 @@ def _replay_states(adapter: AlohaAdapter, initial: InitialState, actions: np.nda
     adapter.restore(initial)
     reached = np.empty_like(actions)
     for t, action in enumerate(actions):
-        adapter.step(action)
+        adapter.advance(action)
         reached[t] = adapter.state()
     return reached
 
@@ -404,7 +404,7 @@ def rollout_aloha(task: str, seed: int, *, steps: int = 400, render: bool = True
         for action in actions:
             state, env_state = adapter.state(), adapter.environment_state()
             images = {CAMERA_KEY: adapter.render("top")} if render else {}
-            adapter.step(action)
+            adapter.advance(action)
             yield RecordedFrame(
                 state=state,
                 action=action.copy(),

@@ -171,7 +171,7 @@ def rollout_pusht(seed: int, *, render: bool = True, max_steps: int = 300) -> It
                 environment_state=adapter.environment_state(),
                 images={"observation.image": adapter.render("top")} if render else {},
             )
-            adapter.step(action)
+            adapter.advance(action)
             frame.reward, frame.success = adapter.reward(), adapter.success()
             yield frame
             if frame.success:

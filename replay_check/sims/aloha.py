@@ -16,8 +16,9 @@ from dm_control.rl.control import PhysicsError
 from gym_aloha import constants
 from gym_aloha.tasks.sim import InsertionTask, TransferCubeTask
 
-from replay_check.errors import ProfileError
-from replay_check.sims.base import InitialState, Pose
+from replay_check.errors import EstimationError, ProfileError
+from replay_check.sims.base import InitialState, ObjectShape, Pose, SceneGeometry, SimObservation, SimSpec
+from replay_check.sims.camera import PinholeCamera
 
 # Free-joint qpos slices after the 16 arm/finger joints, in environment_state order.
 TASKS = {
@@ -77,42 +78,77 @@ class _ContactView:
         return SimpleNamespace(data=SimpleNamespace(ncon=n, contact=contacts), model=self._model)
 
 
+PHYSICS_KEYS = ("timestep", "friction_scale")
+
+
+def _apply_physics(model, overrides: dict[str, float]) -> None:
+    """SimSpec.physics: `timestep` (s per substep; the control step stays DT) and `friction_scale`."""
+    for key, value in overrides.items():
+        if key == "timestep":
+            if not value > 0:
+                raise ProfileError(f"physics timestep must be > 0, got {value!r}")
+            model.opt.timestep = float(value)
+        elif key == "friction_scale":
+            model.geom_friction[:, 0] *= float(value)
+        else:
+            raise ProfileError(f"unknown ALOHA physics override {key!r}; known: {', '.join(PHYSICS_KEYS)}")
+
+
 class AlohaAdapter:
     """Joint-space ALOHA task on today's MuJoCo, rendering only the requested cameras."""
 
-    def __init__(self, task: str, cameras: dict[str, tuple[int, int]] | None = None):
+    def __init__(self, task: str, cameras: dict[str, tuple[int, int]] | None = None,
+                 physics: dict[str, float] | None = None):
         if task not in TASKS:
             raise ProfileError(f"unknown gym-aloha task {task!r}; expected one of {sorted(TASKS)}")
         xml, task_cls, objects = TASKS[task]
         self.task_name = task
         self.physics = engine.Physics.from_xml_path(str(constants.ASSETS_DIR / xml))
+        _apply_physics(self.physics.model, dict(physics or {}))
         self.task = task_cls()
         self.object_names = objects
         self.cameras = dict(cameras or {})
         self.camera_names = tuple(self.cameras)
-        self.n_sub_steps = int(round(constants.DT / self.physics.model.opt.timestep))
+        self.n_sub_steps = max(1, int(round(constants.DT / self.physics.model.opt.timestep)))
+        model = self.physics.model.ptr
+        self._body_names = tuple(mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, i) or f"body_{i}"
+                                 for i in range(model.nbody))
+        self._geom_body = np.asarray(model.geom_bodyid).copy()
         self._unstable: str | None = None
         self._contacts = _ContactView(self.physics)
         self._reward: float | None = None  # cached until the state changes
 
+    @classmethod
+    def from_spec(cls, spec: SimSpec) -> AlohaAdapter:
+        return cls(spec.task, dict(spec.cameras), dict(spec.physics))
+
     # -- state ------------------------------------------------------------------------------
     def restore(self, initial: InitialState) -> None:
-        arm = robot_state_to_qpos(initial.robot)
-        missing = set(self.object_names) - set(initial.objects)
+        self._reset_to(initial.robot, initial.objects)
+        self._unstable = None
+        self._reward = None
+
+    def _reset_to(self, robot: np.ndarray, objects: dict[str, Pose]) -> None:
+        """Reset the physics with the robot and objects at the given pose (at rest, controls holding)."""
+        arm = robot_state_to_qpos(robot)
+        missing = set(self.object_names) - set(objects)
         if missing:
             raise ValueError(f"initial state lacks object poses for {sorted(missing)}")
         with self.physics.reset_context():
             self.physics.data.qpos[:ARM_QPOS] = arm
             self.physics.data.ctrl[:] = arm
             for i, name in enumerate(self.object_names):
-                pose = initial.objects[name]
+                pose = objects[name]
                 start = ARM_QPOS + 7 * i
                 self.physics.data.qpos[start : start + 3] = pose.position
                 self.physics.data.qpos[start + 3 : start + 7] = pose.quaternion
-        self._unstable = None
-        self._reward = None
 
-    def step(self, action: np.ndarray) -> None:
+    def step(self, action: np.ndarray) -> SimObservation:
+        self.advance(action)
+        return self.observe()
+
+    def advance(self, action: np.ndarray) -> None:
+        """One control step without reading anything back (the scripted policy's inner loop)."""
         if self._unstable:
             return
         self._reward = None
@@ -124,6 +160,20 @@ class AlohaAdapter:
             return
         if not np.all(np.isfinite(self.physics.data.qpos)):
             self._unstable = "non-finite joint positions"
+
+    def observe(self) -> SimObservation:
+        return SimObservation(state=self.state(), objects=self.object_poses(),
+                              environment_state=self.environment_state(), reward=self.reward(),
+                              success=self.success(), unstable=self.unstable())
+
+    def set_robot_state(self, state: np.ndarray) -> None:
+        arm = robot_state_to_qpos(state)
+        data = self.physics.data
+        data.qpos[:ARM_QPOS] = arm
+        data.qvel[:ARM_QPOS] = 0.0
+        data.ctrl[:] = arm
+        self.physics.forward()
+        self._reward = None
 
     def state(self) -> np.ndarray:
         return qpos_to_robot_state(self.physics.data.qpos)
@@ -139,21 +189,82 @@ class AlohaAdapter:
             poses[name] = Pose(qpos[start : start + 3].copy(), qpos[start + 3 : start + 7].copy())
         return poses
 
-    def objects_from_environment_state(self, env_state: np.ndarray) -> dict[str, Pose]:
-        """Object poses from a recorded observation.environment_state row (free-joint qpos)."""
-        env_state = np.asarray(env_state, dtype=np.float64)
-        expected = 7 * len(self.object_names)
-        if env_state.shape != (expected,):
-            raise ValueError(f"environment_state has shape {env_state.shape}. Expected ({expected},).")
-        return {
-            name: Pose(env_state[7 * i : 7 * i + 3].copy(), env_state[7 * i + 3 : 7 * i + 7].copy())
-            for i, name in enumerate(self.object_names)
-        }
+    # -- snapshots ------------------------------------------------------------------------------
+    def snapshot(self) -> np.ndarray:
+        """time, qpos, qvel, act, ctrl, qacc_warmstart, mocap_pos, mocap_quat as one float64 vector."""
+        d = self.physics.data
+        parts = [np.array([d.time]), d.qpos, d.qvel, d.act, d.ctrl, d.qacc_warmstart,
+                 np.ravel(d.mocap_pos), np.ravel(d.mocap_quat)]
+        return np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in parts])
+
+    def _load_snapshot(self, snapshot: np.ndarray) -> None:
+        snap = np.asarray(snapshot, dtype=np.float64).ravel()
+        d = self.physics.data
+        expected = self.snapshot().size
+        if snap.shape != (expected,):
+            raise ValueError(f"ALOHA snapshot has shape {snap.shape}. Expected ({expected},).")
+        d.time = snap[0]
+        at = 1
+        for target in (d.qpos, d.qvel, d.act, d.ctrl, d.qacc_warmstart, d.mocap_pos, d.mocap_quat):
+            n = target.size
+            target.reshape(-1)[:] = snap[at : at + n]
+            at += n
+        self.physics.forward()
+
+    def render_snapshot(self, camera: str, snapshot: np.ndarray) -> np.ndarray:
+        current = self.snapshot()
+        try:
+            self._load_snapshot(snapshot)
+            return self.render(camera)
+        finally:
+            self._load_snapshot(current)
 
     # -- observation ----------------------------------------------------------------------------
     def render(self, camera: str) -> np.ndarray:
         height, width = self.cameras.get(camera, (480, 640))
         return self.physics.render(height=height, width=width, camera_id=camera)
+
+    def render_hypothesis(self, camera: str, robot_state: np.ndarray, object_poses: dict[str, Pose],
+                          size: tuple[int, int] | None = None) -> np.ndarray:
+        """The scene reset to that robot state and those object poses, rendered; then back as it was."""
+        height, width = size or self.cameras.get(camera, (480, 640))
+        current, reward, unstable = self.snapshot(), self._reward, self._unstable
+        try:
+            self._reset_to(robot_state, object_poses)
+            return self.physics.render(height=height, width=width, camera_id=camera)
+        finally:
+            self._load_snapshot(current)
+            self._reward, self._unstable = reward, unstable
+
+    def camera_model(self, camera: str, height: int, width: int) -> PinholeCamera:
+        self.physics.forward()  # derived quantities only: camera poses
+        return PinholeCamera.from_physics(self.physics, camera, height, width)
+
+    def geometry(self) -> SceneGeometry:
+        """Each object's boxes from its free joint's body, and the table top (0 without a 'table' geom)."""
+        model = self.physics.model
+        shapes = []
+        for i, name in enumerate(self.object_names):
+            start = ARM_QPOS + 7 * i
+            joint = np.flatnonzero((np.asarray(model.jnt_qposadr) == start) & (np.asarray(model.jnt_type) == 0))
+            if joint.size != 1:
+                raise EstimationError(f"object {name!r}: no free joint at qpos {start} in the gym-aloha model")
+            shapes.append(_object_shape(model, name, int(model.jnt_bodyid[joint[0]])))
+        self.physics.forward()
+        return SceneGeometry(objects=tuple(shapes), support_z=_table_top_z(self.physics))
+
+    def contacts(self) -> tuple[tuple[str, str], ...]:
+        raw = self.physics.data.ptr
+        n = raw.ncon
+        names, bodies = self._body_names, self._geom_body
+        return tuple((names[bodies[a]], names[bodies[b]])
+                     for a, b in zip(raw.contact.geom1[:n].tolist(), raw.contact.geom2[:n].tolist(), strict=True))
+
+    def body_poses(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+        """Every body but the world: names, positions and wxyz quaternions after the last forward pass."""
+        data = self.physics.data
+        return self._body_names[1:], np.array(data.xpos[1:], dtype=np.float64), np.array(data.xquat[1:],
+                                                                                         dtype=np.float64)
 
     def reward(self) -> float:
         if self._reward is None:
@@ -168,3 +279,31 @@ class AlohaAdapter:
 
     def close(self) -> None:
         self.physics.free()
+
+
+def _object_shape(model, name: str, body_id: int) -> ObjectShape:
+    """Boxes of every geom of a body (spheres and other shapes as cubes of their bounding radius)."""
+    from replay_check.sims.base import quat_to_matrix
+
+    centers, rotations, halves, colours = [], [], [], []
+    for gid in np.flatnonzero(np.asarray(model.geom_bodyid) == body_id):
+        rotations.append(quat_to_matrix(np.asarray(model.geom_quat[gid], dtype=np.float64)))
+        if int(model.geom_type[gid]) == 6:  # mjGEOM_BOX
+            halves.append(np.asarray(model.geom_size[gid], dtype=np.float64))
+        else:
+            halves.append(np.full(3, float(model.geom_rbound[gid])))
+        centers.append(np.asarray(model.geom_pos[gid], dtype=np.float64))
+        colours.append(np.asarray(model.geom_rgba[gid], dtype=np.float64))
+    return ObjectShape(name, np.array(centers).reshape(-1, 3), np.array(rotations).reshape(-1, 3, 3),
+                       np.array(halves).reshape(-1, 3), np.array(colours).reshape(-1, 4))
+
+
+def _table_top_z(physics: engine.Physics) -> float:
+    """Height of the table surface (top of the geom named 'table'), 0 when the model has none."""
+    try:
+        gid = physics.model.name2id("table", "geom")
+    except Exception:
+        return 0.0
+    mat = np.asarray(physics.data.geom_xmat[gid]).reshape(3, 3)
+    center, half = np.asarray(physics.model.geom_aabb[gid][:3]), np.asarray(physics.model.geom_aabb[gid][3:])
+    return float(physics.data.geom_xpos[gid][2] + (mat @ center)[2] + np.abs(mat[2]) @ half)

@@ -1,8 +1,30 @@
-"""The small contract every simulator family implements, and the state types it exchanges.
+"""The small contract every simulator family implements, and the picklable types it exchanges.
 
-Like Gymnasium's Env, the interface is tiny: restore a state, step an action, read back what a
-dataset records (state vector, object poses, camera images, reward, success). Adapters own their
-physics; callers never reach into it.
+An adapter owns its simulator; callers (the replay engine, estimators, a process proxy) never reach
+into it. Every method takes and returns numpy arrays, plain Python values or the small frozen
+dataclasses below, so the same protocol works in-process and across a process boundary (one round
+trip per call; `step` returns everything a replay step needs in one go). The protocol:
+
+- `restore(initial)`: the episode's initial state, at rest, controls holding the robot state.
+- `step(action) -> SimObservation`: one control step with a dataset-layout action, then the new state,
+  object poses, reward, success and blow-up reason. `observe()` returns the same without stepping.
+- `render(camera) -> HxWx3 uint8` at the size the `SimSpec` set for that camera.
+- `render_hypothesis(camera, robot_state, object_poses, size=None)`: the scene with the robot and
+  objects at the given pose, rendered, after which the simulator is back in its previous state.
+  Estimators render their candidate poses through this only.
+- `camera_model(camera, height, width) -> PinholeCamera` and `geometry() -> SceneGeometry`: what an
+  estimator needs to know about the scene without rendering (intrinsics/extrinsics, object boxes).
+- `snapshot() -> 1-d float64` of the full simulator state; `render_snapshot(camera, snapshot)` renders
+  that state (bit-identical to `render` there) and leaves the current state as it was.
+- `set_robot_state(state)`: move the robot joints to a dataset-layout state (zero joint velocity),
+  objects untouched.
+- `contacts() -> ((body_a, body_b), ...)` in contact now; `body_poses() -> (names, positions (N, 3),
+  wxyz quaternions (N, 4))` with names stable over an episode.
+- `close()`.
+
+An adapter is built from a `SimSpec` by `replay_check.sims.make_adapter` through the family registry
+(`replay_check.families`), in any process. Importing this package or an adapter module imports only
+numpy, scipy, opencv and the simulator packages.
 """
 
 from __future__ import annotations
@@ -11,6 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from replay_check.sims.camera import PinholeCamera
 
 
 def quat_to_matrix(quaternion: np.ndarray) -> np.ndarray:
@@ -62,42 +86,83 @@ class InitialState:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SimSpec:
+    """Everything needed to build an adapter in any process: family, task, camera sizes, physics changes.
+
+    `cameras` maps a simulator camera to the (height, width) it renders at. `physics` holds overrides
+    applied after the model loads (e.g. {"timestep": 0.001}; each family says which keys it knows).
+    `module` names the module declaring the family, for families registered outside the package.
+    """
+
+    family: str
+    task: str
+    cameras: dict[str, tuple[int, int]] = field(default_factory=dict)
+    physics: dict[str, float] = field(default_factory=dict)
+    module: str | None = None
+
+
+@dataclass(frozen=True)
+class SimObservation:
+    """What the simulator shows after a step: robot state (dataset layout), objects, task outcome."""
+
+    state: np.ndarray
+    objects: dict[str, Pose]
+    environment_state: np.ndarray  # object state as `record --env-state` stores it
+    reward: float
+    success: bool
+    unstable: str | None = None  # a reason when the simulation blew up (NaN state, solver error)
+
+
+@dataclass(frozen=True)
+class ObjectShape:
+    """One task object's collision boxes in its body frame (non-box geoms as bounding cubes)."""
+
+    name: str
+    centers: np.ndarray  # (N, 3)
+    rotations: np.ndarray  # (N, 3, 3) geom frame -> body frame
+    half_sizes: np.ndarray  # (N, 3)
+    rgba: np.ndarray  # (N, 4)
+
+
+@dataclass(frozen=True)
+class SceneGeometry:
+    """What estimators know about a scene without rendering: object shapes and the support height."""
+
+    objects: tuple[ObjectShape, ...]
+    support_z: float = 0.0  # height of the surface objects rest on (table top)
+
+
 @runtime_checkable
 class SimAdapter(Protocol):
-    """One simulator family (gym-aloha, gym-pusht) driven at the dataset's control rate."""
+    """One simulator family driven at the dataset's control rate (see the module docstring)."""
 
     object_names: tuple[str, ...]
     camera_names: tuple[str, ...]
 
-    def restore(self, initial: InitialState) -> None:
-        """Put the simulator exactly in `initial` (zero velocities, controls holding the robot state)."""
+    def restore(self, initial: InitialState) -> None: ...
 
-    def step(self, action: np.ndarray) -> None:
-        """Advance one control step with a dataset-layout action."""
+    def step(self, action: np.ndarray) -> SimObservation: ...
 
-    def state(self) -> np.ndarray:
-        """The robot state in the dataset's observation.state layout."""
+    def observe(self) -> SimObservation: ...
 
-    def environment_state(self) -> np.ndarray:
-        """The object state as `record --env-state` stores it in observation.environment_state."""
+    def render(self, camera: str) -> np.ndarray: ...
 
-    def object_poses(self) -> dict[str, Pose]:
-        """Current pose of every task object, keyed by the profile's object names."""
+    def render_hypothesis(self, camera: str, robot_state: np.ndarray, object_poses: dict[str, Pose],
+                          size: tuple[int, int] | None = None) -> np.ndarray: ...
 
-    def objects_from_environment_state(self, env_state: np.ndarray) -> dict[str, Pose]:
-        """Object poses from one recorded observation.environment_state row."""
+    def camera_model(self, camera: str, height: int, width: int) -> PinholeCamera: ...
 
-    def render(self, camera: str) -> np.ndarray:
-        """An HxWx3 uint8 image from `camera` at the size set for that camera."""
+    def geometry(self) -> SceneGeometry: ...
 
-    def reward(self) -> float:
-        """The task reward in the current state."""
+    def snapshot(self) -> np.ndarray: ...
 
-    def success(self) -> bool:
-        """Whether the task is solved in the current state."""
+    def render_snapshot(self, camera: str, snapshot: np.ndarray) -> np.ndarray: ...
 
-    def unstable(self) -> str | None:
-        """A reason when the simulation blew up (NaN state, solver warnings), else None."""
+    def set_robot_state(self, state: np.ndarray) -> None: ...
 
-    def close(self) -> None:
-        """Release renderers and contexts."""
+    def contacts(self) -> tuple[tuple[str, str], ...]: ...
+
+    def body_poses(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]: ...
+
+    def close(self) -> None: ...

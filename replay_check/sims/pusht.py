@@ -14,54 +14,52 @@ import warnings
 import numpy as np
 
 from replay_check.errors import InputError, ProfileError
-from replay_check.sims.base import InitialState, Pose
+from replay_check.sims.base import InitialState, Pose, SceneGeometry, SimObservation, SimSpec
+from replay_check.sims.pusht_geometry import (  # noqa: F401  (re-exported for the family's modules)
+    BLOCK_RGB,
+    GOAL_POSE,
+    GOAL_RGB,
+    SUCCESS_COVERAGE,
+    T_KEYPOINTS_LOCAL,
+    TASKS,
+    keypoints_from_pose,
+    pose_from_keypoints,
+    rotation,
+)
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
+    import gym_pusht.envs.pusht as _pusht_module
+    import pymunk
     from gym_pusht.envs.pusht import PushTEnv
 
-# The T's corners in the block body frame, in the order gym-pusht's get_keypoints yields them
-# (bar: 0-3, stem: 4-7); the body origin is the middle of the bar's top edge.
-T_KEYPOINTS_LOCAL = np.array(
-    [[-60, 0], [60, 0], [60, 30], [-60, 30], [-15, 30], [15, 30], [15, 120], [-15, 120]], dtype=np.float64
-)
-GOAL_POSE = (256.0, 256.0, np.pi / 4)  # gym-pusht's fixed goal: x, y, angle
-SUCCESS_COVERAGE = 0.95
-# Fill colours as gym-pusht draws them (pygame colour x 1.2 inside a 2 px outline of the base colour).
-BLOCK_RGB = (143, 163, 184)  # LightSlateGray, lightened
-GOAL_RGB = (144, 238, 144)  # LightGreen
-TASKS = ("pusht",)
+
+STATE_SIZE = 10  # snapshot: agent x, y, vx, vy; block x, y, angle, vx, vy, angular velocity
 
 
-def rotation(angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, -s], [s, c]])
+class _SegmentRecorder(pymunk.SpaceDebugDrawOptions):
+    """Records the contact segments pymunk's debug draw adds over the scene (its last drawing pass)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flags = pymunk.SpaceDebugDrawOptions.DRAW_COLLISION_POINTS
+        self.segments: list[float] = []
+
+    def draw_segment(self, a, b, color) -> None:
+        self.segments.extend((a[0], a[1], b[0], b[1]))
 
 
-def keypoints_from_pose(x: float, y: float, angle: float) -> np.ndarray:
-    """The 16 numbers of observation.environment_state for a block at body-origin pose (x, y, angle)."""
-    points = T_KEYPOINTS_LOCAL @ rotation(angle).T + np.array([x, y])
-    return points.reshape(16)
+class _WithoutContacts:
+    """gym-pusht's drawing options with the contact pass off (render_snapshot draws stored contacts)."""
 
+    def __init__(self, base):
+        self.base = base
 
-def pose_from_keypoints(kp: np.ndarray) -> tuple[float, float, float]:
-    """Body-origin (x, y, angle) best fitting 8 keypoints (least squares, exact for exact keypoints).
-
-    The angle is in (-pi, pi]; recorded keypoints (float32) give ~1e-5 px accuracy.
-    """
-    points = np.asarray(kp, dtype=np.float64).reshape(-1)
-    if points.shape != (16,) or not np.all(np.isfinite(points)):
-        raise InputError(f"PushT environment_state must be 16 finite numbers, got shape {np.shape(kp)}")
-    points = points.reshape(8, 2)
-    local_mean, world_mean = T_KEYPOINTS_LOCAL.mean(0), points.mean(0)
-    a, b = T_KEYPOINTS_LOCAL - local_mean, points - world_mean
-    # 2-D Procrustes: the angle maximising sum <R a_i, b_i>.
-    cross = np.sum(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0])
-    dot = np.sum(a * b)
-    angle = float(np.arctan2(cross, dot))
-    origin = world_mean - rotation(angle) @ local_mean
-    return float(origin[0]), float(origin[1]), angle
+    def __call__(self, surface):
+        options = self.base(surface)
+        options.flags = pymunk.SpaceDebugDrawOptions.DRAW_SHAPES | pymunk.SpaceDebugDrawOptions.DRAW_CONSTRAINTS
+        return options
 
 
 class PushTAdapter:
@@ -69,7 +67,10 @@ class PushTAdapter:
 
     object_names: tuple[str, ...] = ("block",)
 
-    def __init__(self, task: str = "pusht", cameras: dict[str, tuple[int, int]] | None = None):
+    def __init__(self, task: str = "pusht", cameras: dict[str, tuple[int, int]] | None = None,
+                 physics: dict[str, float] | None = None):
+        if physics:
+            raise ProfileError(f"PushT takes no physics overrides; got {sorted(physics)}")
         if task not in TASKS:
             raise ProfileError(f"unknown gym-pusht task {task!r}; expected one of {list(TASKS)}")
         self.task_name = task
@@ -78,6 +79,10 @@ class PushTAdapter:
         self.env = PushTEnv(obs_type="state", render_mode="rgb_array")
         self.env.reset(seed=0)
         self._coverage: float | None = None
+
+    @classmethod
+    def from_spec(cls, spec: SimSpec) -> PushTAdapter:
+        return cls(spec.task, dict(spec.cameras) if spec.cameras else None, dict(spec.physics))
 
     # -- state ------------------------------------------------------------------------------
     def reset(self, seed: int) -> None:
@@ -109,12 +114,91 @@ class PushTAdapter:
         env.space.reindex_shapes_for_body(env.agent)
         self._coverage = None
 
-    def step(self, action: np.ndarray) -> None:
+    def step(self, action: np.ndarray) -> SimObservation:
+        self.advance(action)
+        return self.observe()
+
+    def advance(self, action: np.ndarray) -> None:
+        """One control step without reading anything back (the scripted policy's inner loop)."""
         target = np.asarray(action, dtype=np.float64).reshape(-1)
         if target.shape != (2,):
             raise InputError(f"PushT action has shape {target.shape}; expected (2,) target x, y")
         _, _, _, _, info = self.env.step(target)
         self._coverage = float(info["coverage"])
+
+    def observe(self) -> SimObservation:
+        return SimObservation(state=self.state(), objects=self.object_poses(),
+                              environment_state=self.environment_state(), reward=self.reward(),
+                              success=self.success(), unstable=self.unstable())
+
+    def set_robot_state(self, state: np.ndarray) -> None:
+        agent = np.asarray(state, dtype=np.float64).reshape(-1)
+        self.env.agent.position = (float(agent[0]), float(agent[1]))
+        self.env.agent.velocity = (0.0, 0.0)
+        self.env.space.reindex_shapes_for_body(self.env.agent)
+        self._coverage = None
+
+    def snapshot(self) -> np.ndarray:
+        """Agent and block state (STATE_SIZE values), then the contact segments gym-pusht's image shows.
+
+        pymunk's debug draw marks the last step's contacts; they are not state that can be set, so the
+        snapshot carries them (a.x, a.y, b.x, b.y each) for `render_snapshot` to draw.
+        """
+        agent, block = self.env.agent, self.env.block
+        recorder = _SegmentRecorder()
+        self.env.space.debug_draw(recorder)
+        state = [*agent.position, *agent.velocity, *block.position, block.angle, *block.velocity,
+                 block.angular_velocity]
+        return np.array(state + recorder.segments, dtype=np.float64)
+
+    def _load_snapshot(self, snapshot: np.ndarray) -> np.ndarray:
+        """Set the state part of a snapshot; returns its contact segments as (N, 4)."""
+        snap = np.asarray(snapshot, dtype=np.float64).reshape(-1)
+        if snap.size < STATE_SIZE or (snap.size - STATE_SIZE) % 4:
+            raise ValueError(f"PushT snapshot has shape {snap.shape}. Expected ({STATE_SIZE} + 4k,).")
+        self.set_pose(snap[0:2], (float(snap[4]), float(snap[5]), float(snap[6])))
+        self.env.agent.velocity = (float(snap[2]), float(snap[3]))
+        self.env.block.velocity = (float(snap[7]), float(snap[8]))
+        self.env.block.angular_velocity = float(snap[9])
+        return snap[STATE_SIZE:].reshape(-1, 4)
+
+    def render_snapshot(self, camera: str, snapshot: np.ndarray) -> np.ndarray:
+        """The image `render` gave in the snapshot's state, contact marks included."""
+        if camera not in self.cameras:
+            raise InputError(f"PushT camera {camera!r} is not set up; expected one of {list(self.cameras)}")
+        current, coverage = self.snapshot(), self._coverage
+        base = _pusht_module.DrawOptions
+        try:
+            segments = self._load_snapshot(snapshot)
+            _pusht_module.DrawOptions = _WithoutContacts(base)
+            screen = self.env._draw()
+            _pusht_module.DrawOptions = base
+            marks = base(screen)
+            for ax, ay, bx, by in segments:
+                marks.draw_segment(pymunk.Vec2d(ax, ay), pymunk.Vec2d(bx, by), marks.collision_point_color)
+            height, width = self.cameras[camera]
+            return np.ascontiguousarray(self.env._get_img(screen, width=width, height=height, render_action=False))
+        finally:
+            _pusht_module.DrawOptions = base
+            self._load_snapshot(current)
+            self._coverage = coverage
+
+    def contacts(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+    def body_poses(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+        """agent and block in arena units (z = 0), wxyz quaternions about +z."""
+        block = Pose.planar(*self.block_pose())
+        agent = self.state()
+        positions = np.array([[agent[0], agent[1], 0.0], block.position])
+        quaternions = np.array([[1.0, 0.0, 0.0, 0.0], block.quaternion])
+        return ("agent", "block"), positions, quaternions
+
+    def geometry(self) -> SceneGeometry:
+        return SceneGeometry(objects=())
+
+    def camera_model(self, camera: str, height: int, width: int):
+        raise InputError("PushT renders a 2-D canvas; it has no pinhole camera")
 
     def state(self) -> np.ndarray:
         return np.array(self.env.agent.position, dtype=np.float64)
@@ -130,18 +214,27 @@ class PushTAdapter:
     def object_poses(self) -> dict[str, Pose]:
         return {"block": Pose.planar(*self.block_pose())}
 
-    def objects_from_environment_state(self, env_state: np.ndarray) -> dict[str, Pose]:
-        return {"block": Pose.planar(*pose_from_keypoints(env_state))}
-
     # -- images -----------------------------------------------------------------------------
     def render(self, camera: str) -> np.ndarray:
         """The observation image (no action marker) as gym-pusht draws it: 512 px canvas, resized."""
         if camera not in self.cameras:
             raise InputError(f"PushT camera {camera!r} is not set up; expected one of {list(self.cameras)}")
-        return self.render_size(*self.cameras[camera])
+        return self._render_size(*self.cameras[camera])
 
-    def render_size(self, height: int, width: int) -> np.ndarray:
-        """The observation image at any size (the estimator renders at the recorded frame's size)."""
+    def render_hypothesis(self, camera: str, robot_state: np.ndarray, object_poses: dict[str, Pose],
+                          size: tuple[int, int] | None = None) -> np.ndarray:
+        """The scene with agent and block at that pose, at `size` (default: the camera's); then back."""
+        height, width = size or self.cameras.get(camera, (96, 96))
+        block = object_poses["block"]
+        current, coverage = self.snapshot(), self._coverage
+        try:
+            self.set_pose(robot_state, (float(block.position[0]), float(block.position[1]), block.yaw))
+            return self._render_size(height, width)
+        finally:
+            self._load_snapshot(current)
+            self._coverage = coverage
+
+    def _render_size(self, height: int, width: int) -> np.ndarray:
         image = self.env._get_img(self.env._draw(), width=width, height=height, render_action=False)
         return np.ascontiguousarray(image)
 

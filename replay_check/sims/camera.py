@@ -1,4 +1,4 @@
-"""A pinhole model of a MuJoCo camera, read from the compiled model and the current pose.
+"""A pinhole model of a MuJoCo camera, read from the compiled model and the current pose (no mujoco import).
 
 Estimators need to go from pixels to world points and back without rendering; MuJoCo cameras are
 ideal pinholes (square pixels, principal point at the image centre, vertical field of view `fovy`),
