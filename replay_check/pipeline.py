@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,8 +18,10 @@ import numpy as np
 
 from replay_check.dataset import open_dataset
 from replay_check.dataset.episode import DatasetMeta, Episode
-from replay_check.errors import DatasetError, InputError
+from replay_check.errors import DatasetError, InputError, OutputError
 from replay_check.families import family_of
+from replay_check.fingerprint import episode_fingerprint
+from replay_check.outputs import check_output_dir, check_output_file, check_video_path
 from replay_check.profiles import Profile, select_profile
 from replay_check.replay import replay_episode
 from replay_check.report import settings_hash, write_episode_report
@@ -75,9 +78,16 @@ def dataset_source(request: RunRequest) -> dict[str, Any]:
     return {"root": request.root, "repo_id": request.repo_id, "revision": request.revision}
 
 
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
 def open_twin(source: str):
-    """A dataset given as a local folder (if it exists) or a hub repo id."""
-    return open_dataset(root=source) if Path(source).exists() else open_dataset(repo_id=source)
+    """A dataset given as a local folder (if it exists) or a hub repo id ("org/name"); else a clear error."""
+    if Path(source).expanduser().exists():
+        return open_dataset(root=Path(source).expanduser())
+    if _REPO_ID.fullmatch(source) and not source.startswith((".", "~")):
+        return open_dataset(repo_id=source)
+    raise InputError(f"--env-state-from {source}: no such folder, and not a Hub repo id like org/name")
 
 
 def attach_environment_state(episode: Episode, twin: Episode) -> Episode:
@@ -94,8 +104,13 @@ def attach_environment_state(episode: Episode, twin: Episode) -> Episode:
     return dataclasses.replace(episode, environment_state=twin.environment_state)
 
 
-def episode_report_dir(report_dir: Path, dataset_name: str, episode: int) -> Path:
-    return Path(report_dir) / dataset_name / f"episode_{episode:06d}"
+# The simulator stack a replay ran on; issue 9 adds named and pinned stacks (`--stack`).
+STACK_INSTALLED = "installed"
+
+
+def episode_report_dir(report_dir: Path, dataset_folder: str, episode: int) -> Path:
+    """<report dir>/<DatasetMeta.report_name>/episode_<NNNNNN>."""
+    return Path(report_dir) / dataset_folder / f"episode_{episode:06d}"
 
 
 def resolve_settings(meta: DatasetMeta, profile: Profile, *, mode: str, image_stride: int,
@@ -160,16 +175,33 @@ def _sinks(request: RunRequest, episode: Episode, profile: Profile, rrd_tmp: Pat
     return sinks, rerun_sink
 
 
+def check_outputs(request: RunRequest) -> None:
+    """Every output of this run can be written (checked before the replay, which takes minutes)."""
+    check_output_dir("--report-dir", request.report_dir)
+    if request.rerun is not None and request.rerun.rrd_path is not None:
+        check_output_file("--rrd", request.rerun.rrd_path)
+    if request.video is not None:
+        check_video_path("--video", request.video)
+
+
 def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None = None) -> RunOutcome:
-    """Replay one episode and write its report folder (atomically) plus the requested recording/video."""
+    """Replay one episode and write its report folder plus the requested recording/video.
+
+    The report folder is replaced only once the new one is complete (recording included): a run that
+    fails midway leaves the previous report as it was.
+    """
+    check_outputs(request)
     episode, profile, settings = prepare(request)
-    out_dir = episode_report_dir(request.report_dir, episode.meta.name, episode.index)
+    fingerprint = episode_fingerprint(episode)
+    out_dir = episode_report_dir(request.report_dir, episode.meta.report_name, episode.index)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     rrd_final: Path | None = None
     rrd_tmp: Path | None = None
     if request.rerun is not None:
-        rrd_final = request.rerun.rrd_path or out_dir / "recording.rrd"
-        fd, name = tempfile.mkstemp(suffix=".rrd.tmp", dir=out_dir.parent)
+        rrd_final = Path(request.rerun.rrd_path or out_dir / "recording.rrd")
+        tmp_dir = out_dir.parent if request.rerun.rrd_path is None else rrd_final.parent
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".recording-", suffix=".rrd.tmp", dir=tmp_dir)
         os.close(fd)
         rrd_tmp = Path(name)
     sinks: list[Sink] = []
@@ -186,15 +218,19 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
             raise
         result.extra["settings_hash"] = settings_hash(settings, profile.name)
         result.extra["dataset_revision"] = request.revision
+        result.extra["fingerprint"] = fingerprint
+        result.extra["stack"] = STACK_INSTALLED
         result.extra["artifacts"] = {
             "recording": str(rrd_final) if rrd_final else None,
             "video": str(request.video) if request.video else None,
         }
-        report_path = write_episode_report(result, out_dir, plots=request.plots)
+        moved_in = {}
         if rrd_tmp is not None and rrd_final is not None:
-            rrd_final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(rrd_tmp, rrd_final)
-            rrd_tmp = None
+            if request.rerun.rrd_path is None:
+                moved_in[rrd_final.name] = rrd_tmp  # goes into the new report folder before it is swapped in
+            else:
+                _replace(rrd_tmp, rrd_final, "--rrd")
+        report_path = write_episode_report(result, out_dir, plots=request.plots, files=moved_in)
     finally:
         if rrd_tmp is not None and rrd_tmp.exists():
             rrd_tmp.unlink()
@@ -206,3 +242,12 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
         viewer_url=getattr(rerun_sink, "url", None),
         viewer=rerun_sink if request.rerun and (request.rerun.spawn or request.rerun.serve) else None,
     )
+
+
+def _replace(tmp: Path, final: Path, what: str) -> None:
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{what} {final}: cannot write it ({exc.strerror or exc})") from None

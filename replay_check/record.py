@@ -108,6 +108,8 @@ def record_dataset(
     steps = spec.default_steps if steps is None else steps
     if steps < 1:
         raise InputError(f"steps is {steps}; expected at least 1")
+    if seed < 0 or seed + episodes - 1 >= 2**31:
+        raise InputError(f"seed is {seed}; expected 0 <= seed and seed + episodes - 1 < 2**31")
     features = dataset_features(spec, env_state=env_state)
     lengths, success, seeds = [], [], []
     bar = tqdm(

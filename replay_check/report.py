@@ -7,11 +7,12 @@ report.json (schema_version "1.0"; these keys are stable, more may be added):
 
     schema_version  "1.0"
     tool_version    replay-check version
-    dataset         {repo_id, root, revision, codebase_version, fps, name}
+    dataset         {repo_id, root, revision, codebase_version, fps, name, id, fingerprint}
+                    (id: "hub:<repo id>" or "local:<folder>"; fingerprint: sha256 of the episode's content)
     episode, length, task, profile
     versions        {mujoco, dm_control, gym_aloha, gym_pusht, pymunk, numpy, rerun_sdk, replay_check}
                     (packages that are not installed are left out)
-    settings        {mode, image_stride, tolerances {...}, hash}
+    settings        {mode, image_stride, tolerances {...}, hash, stack}
     initial_state   {method: "environment_state" | "estimated", objects {<name>: {position, quaternion}},
                      residual, details}
     summary         {state_rmse, state_max_abs, per_joint_max_abs {<name>: v}, per_group_max_abs,
@@ -127,6 +128,10 @@ def _divergence_details(result: ReplayResult) -> dict[str, Any]:
     }
 
 
+# result.extra keys that build_report places in `dataset` / `settings` rather than under `extra`.
+_LIFTED_EXTRA = ("settings_hash", "dataset_revision", "fingerprint", "stack")
+
+
 def build_report(result: ReplayResult) -> dict[str, Any]:
     """The report.json document (strict-JSON-ready) for one finished replay."""
     meta = result.meta
@@ -142,6 +147,8 @@ def build_report(result: ReplayResult) -> dict[str, Any]:
             "codebase_version": meta.codebase_version,
             "fps": meta.fps,
             "name": meta.name,
+            "id": meta.identity,
+            "fingerprint": result.extra.get("fingerprint"),
         },
         "episode": result.episode_index,
         "length": result.length,
@@ -153,6 +160,7 @@ def build_report(result: ReplayResult) -> dict[str, Any]:
             "image_stride": settings.image_stride,
             "tolerances": dataclasses.asdict(settings.tolerances),
             "hash": result.extra.get("settings_hash") or settings_hash(settings, result.profile.name),
+            "stack": result.extra.get("stack", "installed"),
         },
         "initial_state": {
             "method": initial.method,
@@ -168,7 +176,7 @@ def build_report(result: ReplayResult) -> dict[str, Any]:
         },
         "divergence": dict(result.divergence),
         "divergence_details": _divergence_details(result),
-        "extra": {k: v for k, v in result.extra.items() if k not in ("settings_hash", "dataset_revision")},
+        "extra": {k: v for k, v in result.extra.items() if k not in _LIFTED_EXTRA},
     }
     return jsonable(report)
 
@@ -403,14 +411,21 @@ def _swap_in(tmp: Path, out_dir: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
 
 
-def write_episode_report(result: ReplayResult, out_dir: Path, *, plots: bool = True) -> Path:
-    """Write report.json, report.md, plots and steps.parquet into out_dir, atomically; returns out_dir."""
+def write_episode_report(result: ReplayResult, out_dir: Path, *, plots: bool = True,
+                         files: dict[str, Path] | None = None) -> Path:
+    """Write report.json, report.md, plots and steps.parquet into out_dir, atomically; returns out_dir.
+
+    `files` ({name: finished temporary file}) are moved into the new folder before it replaces the old
+    one, so a recording and the report pointing at it appear together.
+    """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a report folder is an ordinary shared folder
         _write_folder(result, tmp, plots)
+        for name, path in (files or {}).items():
+            os.replace(path, tmp / name)
         _swap_in(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

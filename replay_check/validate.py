@@ -2,8 +2,10 @@
 
 Each episode runs in its own "spawn" process, so a crash, a segfault or a hang (killed at the timeout)
 costs one episode, recorded as "error" in `<episode folder>/error.json`. A finished episode's report
-folder is on disk as soon as it finishes; a re-run skips episodes whose report.json has the same
-dataset revision, tool version and settings hash (unless force), so a killed batch resumes.
+folder is on disk as soon as it finishes; a re-run skips episodes whose report.json has the
+same content fingerprint (replay_check.fingerprint: the episode's rows and video segments), profile
+and settings hash, simulator stack, package versions and tool version (unless force), so a killed
+batch resumes and a dataset re-recorded in place is replayed again.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from typing import Any
 
 from replay_check import __version__
 from replay_check.batch_report import EpisodeEntry, build_summary, entry_from_report, write_atomic, write_summary
-from replay_check.errors import InputError, ReplayCheckError
-from replay_check.pipeline import RunRequest, dataset_source, episode_report_dir, resolve_settings
+from replay_check.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OPERATIONAL, InputError, ReplayCheckError
+from replay_check.fingerprint import episode_fingerprint
+from replay_check.pipeline import STACK_INSTALLED, RunRequest, dataset_source, episode_report_dir, resolve_settings
 from replay_check.profiles import select_profile
-from replay_check.report import settings_hash
+from replay_check.report import settings_hash, versions
 
 FAULT_ENV = "REPLAY_CHECK_FAULT"  # test hook: "<episode>=raise|exit|segv|hang,..." makes that worker misbehave
 ERROR_FILE = "error.json"
@@ -83,12 +86,14 @@ class BatchSummary:
         return self.summary["counts"]
 
     def exit_code(self, strict: bool = False) -> int:
-        """0 all pass (warn too unless strict), 1 any fail/error/not run, 130 interrupted."""
+        """0 all pass (warn too unless strict), 1 any fail (or warn when strict), 3 no fail but an episode
+        errored or did not run (an operational failure, not a verdict), 130 interrupted."""
         if self.interrupted:
-            return 130
+            return EXIT_INTERRUPTED
         c = self.counts
-        bad = c["fail"] + c["error"] + c["skipped"] + (c["warn"] if strict else 0)
-        return 1 if bad else 0
+        if c["fail"] + (c["warn"] if strict else 0):
+            return EXIT_FAIL
+        return EXIT_OPERATIONAL if c["error"] + c["skipped"] else 0
 
 
 # ---------------------------------------------------------------- episode selection
@@ -135,11 +140,13 @@ def _short(indices: list[int]) -> str:
 
 @dataclass(frozen=True)
 class BatchKey:
-    """What makes an existing report reusable."""
+    """What makes an existing report reusable (with the episode's content fingerprint, checked per episode)."""
 
-    revision: str | None
+    revision: str | None  # recorded for the summary; the fingerprint, not the revision, decides reuse
     tool_version: str
     settings_hash: str
+    stack: str = STACK_INSTALLED
+    versions: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -149,6 +156,7 @@ class _Plan:
     key: BatchKey
     episodes: list[int]
     out_dir: Path
+    fingerprint: Callable[[int], str]  # computed only for episodes that have a candidate report
 
 
 def _plan(request: ValidateRequest) -> _Plan:
@@ -166,16 +174,19 @@ def _plan(request: ValidateRequest) -> _Plan:
     revision = dataset.meta.revision or request.revision
     meta = dataset.meta
     return _Plan(
-        dataset={"name": meta.name, "repo_id": meta.repo_id, "root": str(meta.root), "revision": revision},
-        settings={"profile": profile.name, "mode": mode, "image_stride": request.image_stride, "hash": digest},
-        key=BatchKey(revision, __version__, digest),
+        dataset={"name": meta.name, "repo_id": meta.repo_id, "root": str(meta.root), "revision": revision,
+                 "id": meta.identity, "folder": meta.report_name},
+        settings={"profile": profile.name, "mode": mode, "image_stride": request.image_stride, "hash": digest,
+                  "stack": STACK_INSTALLED},
+        key=BatchKey(revision, __version__, digest, STACK_INSTALLED, tuple(sorted(versions().items()))),
         episodes=episodes,
-        out_dir=Path(request.report_dir) / meta.name,
+        out_dir=Path(request.report_dir) / meta.report_name,
+        fingerprint=lambda index: episode_fingerprint(dataset.episode(index)),
     )
 
 
 def _episode_dir(plan: _Plan, request: ValidateRequest, episode: int) -> Path:
-    return episode_report_dir(request.report_dir, plan.dataset["name"], episode)
+    return episode_report_dir(request.report_dir, plan.dataset["folder"], episode)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -186,19 +197,32 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def reusable_report(folder: Path, key: BatchKey) -> dict[str, Any] | None:
-    """The folder's report.json if it was made by this tool version, revision and settings (and no later error)."""
+def reusable_report(folder: Path, key: BatchKey, fingerprint: Callable[[], str]) -> dict[str, Any] | None:
+    """The folder's report.json if it was made from the same episode content, settings, stack and tool.
+
+    `fingerprint` computes the episode's content fingerprint now; it is called only when everything
+    else matches, so a first run (no reports) costs nothing.
+    """
     if (folder / ERROR_FILE).exists():
         return None
     report = _read_json(folder / "report.json")
     if report is None:
         return None
+    settings = report.get("settings") or {}
     same = (
         report.get("tool_version") == key.tool_version
-        and report.get("dataset", {}).get("revision") == key.revision
-        and report.get("settings", {}).get("hash") == key.settings_hash
+        and settings.get("hash") == key.settings_hash
+        and settings.get("stack") == key.stack
+        and (report.get("versions") or {}) == dict(key.versions)
+        and (report.get("dataset") or {}).get("fingerprint") is not None
     )
-    return report if same else None
+    if not same:
+        return None
+    return report if report["dataset"]["fingerprint"] == fingerprint() else None
+
+
+def _reusable(plan: _Plan, request: ValidateRequest, episode: int) -> dict[str, Any] | None:
+    return reusable_report(_episode_dir(plan, request, episode), plan.key, lambda: plan.fingerprint(episode))
 
 
 def _entry_on_disk(plan: _Plan, request: ValidateRequest, episode: int) -> EpisodeEntry:
@@ -209,7 +233,7 @@ def _entry_on_disk(plan: _Plan, request: ValidateRequest, episode: int) -> Episo
     if error is not None and error.get("settings_hash") == plan.key.settings_hash:
         return EpisodeEntry(episode, "error", message=error.get("message"), report=f"{rel}/{ERROR_FILE}",
                             elapsed_s=error.get("elapsed_s"))
-    report = reusable_report(folder, plan.key)
+    report = _reusable(plan, request, episode)
     if report is not None:
         return entry_from_report(episode, report, f"{rel}/report.md")
     return EpisodeEntry(episode, "skipped", message="not run")
@@ -396,8 +420,7 @@ class _Batch:
         """Run every selected episode not already done; returns True when interrupted (Ctrl-C)."""
         pending = []
         for episode in self.plan.episodes:
-            folder = _episode_dir(self.plan, self.request, episode)
-            if not self.request.force and (report := reusable_report(folder, self.plan.key)) is not None:
+            if not self.request.force and (report := _reusable(self.plan, self.request, episode)) is not None:
                 self.resumed.add(episode)
                 status = report.get("verdict", {}).get("status", "pass")
                 self.counts[status] = self.counts.get(status, 0) + 1
@@ -430,7 +453,7 @@ def validate_dataset(request: ValidateRequest, *,
     for episode in plan.episodes:
         entry = _entry_on_disk(plan, request, episode)
         unfinished = interrupted and episode not in batch.elapsed and episode not in batch.resumed
-        if unfinished and reusable_report(_episode_dir(plan, request, episode), plan.key) is None:
+        if unfinished and _reusable(plan, request, episode) is None:
             entry = EpisodeEntry(episode, "skipped", message="not run (interrupted)")
         entry.resumed = episode in batch.resumed
         entry.elapsed_s = round(batch.elapsed[episode], 3) if episode in batch.elapsed else entry.elapsed_s

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from replay_check.cli import cli
+from tests.report_paths import report_folder
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def test_run_replays_a_recorded_dataset_and_writes_its_report(runner, recorded_c
                                  "--image-stride", "5", "-q"])
     assert result.exit_code == 0, result.output
     assert "verdict: PASS" in result.output
-    folder = reports / recorded_cube.name / "episode_000000"
+    folder = report_folder(reports, recorded_cube) / "episode_000000"
     report = json.loads((folder / "report.json").read_text())
     assert report["verdict"]["status"] == "pass"
     assert report["initial_state"]["method"] == "environment_state"

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from replay_check.cli.record import command
-from replay_check.errors import DatasetError, InputError
+from replay_check.errors import InputError, OutputError
 from replay_check.families.aloha import MOTORS as ALOHA_MOTORS
 from replay_check.policies.aloha import sample_object_poses
 from replay_check.record import record_dataset
@@ -56,7 +56,7 @@ def test_records_public_layout_with_true_object_state(transfer_dataset):
 
 def test_refuses_existing_folder_without_overwrite(transfer_dataset):
     root, _ = transfer_dataset
-    with pytest.raises(DatasetError, match="already exists"):
+    with pytest.raises(OutputError, match="already exists"):
         record_dataset("aloha-transfer-cube", 1, root, progress=False, steps=2)
 
 

@@ -17,6 +17,7 @@ from replay_check.record import record_dataset
 from replay_check.replay import replay_episode
 from replay_check.sims.pusht import pose_from_keypoints
 from replay_check.steps import ReplaySettings
+from tests.report_paths import report_folder
 
 SEED = 3  # the scripted pusher succeeds on it (tests/test_policies_pusht.py)
 
@@ -101,7 +102,7 @@ def test_keypoints_only_dataset_replays_with_state_metrics_only(keypoints_only, 
     assert result.settings.mode == "state"
     assert not any(name.startswith("image/") for name in result.metrics)
     assert result.verdict.status == "pass", result.verdict.reasons
-    report = json.loads((tmp_path / keypoints_only.name / "episode_000000" / "report.json").read_text())
+    report = json.loads((report_folder(tmp_path, keypoints_only) / "episode_000000" / "report.json").read_text())
     assert report["initial_state"]["method"] == "environment_state"
 
 

@@ -7,7 +7,6 @@ replays run in --mode state, so each worker costs about its interpreter start-up
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -23,6 +22,7 @@ from click.testing import CliRunner
 
 from replay_check.errors import InputError
 from replay_check.validate import FAULT_ENV, ValidateRequest, parse_episodes, validate_dataset
+from tests.report_paths import report_folder
 
 EPISODES, STEPS = 3, 30
 
@@ -94,7 +94,7 @@ def test_batch_counts_outputs_and_exit_code(broken_root, tmp_path):
     first = batch.summary["episodes"][0]
     assert (first["episode"], first["status"]) == (1, "fail")  # worst first
     assert first["first_divergence_step"] is not None and first["report"] == "episode_000001/report.md"
-    out = tmp_path / "pusht_broken"
+    out = report_folder(tmp_path, broken_root)
     assert json.loads((out / "summary.json").read_text())["counts"] == counts
     assert (out / "episode_000001" / "report.md").exists()
     junit = (out / "junit.xml").read_text()
@@ -107,7 +107,7 @@ def test_batch_counts_outputs_and_exit_code(broken_root, tmp_path):
 def test_resume_redoes_only_missing_episodes_and_force_redoes_all(clean_root, tmp_path):
     first = validate_dataset(request(clean_root, tmp_path, workers=2))
     assert first.counts["pass"] == 3 and first.exit_code() == 0
-    shutil.rmtree(tmp_path / "pusht_small" / "episode_000002")
+    shutil.rmtree(report_folder(tmp_path, clean_root) / "episode_000002")
     events = []
     again = validate_dataset(request(clean_root, tmp_path, workers=1), on_event=events.append)
     assert started(events) == [2]
@@ -127,19 +127,19 @@ def test_crashes_and_timeouts_become_errors_and_are_retried(clean_root, tmp_path
     monkeypatch.setenv(FAULT_ENV, "0=segv,1=raise,2=hang")
     batch = validate_dataset(request(clean_root, tmp_path, workers=2, timeout=4.0))
     messages = {e["episode"]: e["message"] for e in batch.summary["episodes"]}
-    assert batch.counts["error"] == 3 and batch.exit_code() == 1
+    assert batch.counts["error"] == 3 and batch.exit_code() == 3  # operational, not a FAIL
     assert "SIGSEGV" in messages[0]
     assert messages[1] == "RuntimeError: injected failure in episode 1"
     assert "timed out after 4 s" in messages[2]
-    saved = json.loads((tmp_path / "pusht_small" / "episode_000001" / "error.json").read_text())
+    saved = json.loads((report_folder(tmp_path, clean_root) / "episode_000001" / "error.json").read_text())
     assert "Traceback" in saved["traceback"] and saved["status"] == "error"
-    assert (tmp_path / "pusht_small" / "junit.xml").read_text().count("<error") == 3
+    assert (report_folder(tmp_path, clean_root) / "junit.xml").read_text().count("<error") == 3
     monkeypatch.setenv(FAULT_ENV, "2=exit")
     events = []
     retry = validate_dataset(request(clean_root, tmp_path, workers=2), on_event=events.append)
     assert started(events) == [0, 1, 2]  # errors are never reused
     assert (retry.counts["pass"], retry.counts["error"]) == (2, 1)
-    assert not (tmp_path / "pusht_small" / "episode_000000" / "error.json").exists()
+    assert not (report_folder(tmp_path, clean_root) / "episode_000000" / "error.json").exists()
     assert "exited with code 7" in retry.summary["episodes"][0]["message"]
 
 
@@ -178,7 +178,7 @@ def test_ctrl_c_writes_partial_summary_without_traceback(clean_root, tmp_path):
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130
     assert "Traceback" not in stderr and "interrupted" in stderr
-    summary = json.loads((tmp_path / "pusht_small" / "summary.json").read_text())
+    summary = json.loads((report_folder(tmp_path, clean_root) / "summary.json").read_text())
     assert summary["run"]["interrupted"] is True
     assert summary["counts"]["skipped"] >= 1 and summary["counts"]["pass"] >= 1
 
@@ -207,4 +207,4 @@ def test_cli_exit_code_follows_verdicts(broken_root, tmp_path):
     assert result.exit_code == 1 and "episode 1: FAIL at step" in result.output
     result = CliRunner().invoke(cli, [*args, "--episodes", "0,2"])
     assert result.exit_code == 0, result.output
-    assert os.path.exists(tmp_path / "pusht_broken" / "summary.html")
+    assert (report_folder(tmp_path, broken_root) / "summary.html").exists()

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from replay_check.dataset.writer import DatasetWriter, aggregate_stats, numeric_stats
-from replay_check.errors import DatasetError
+from replay_check.errors import DatasetError, OutputError
 
 FPS = 50
 HEIGHT, WIDTH = 48, 64
@@ -197,19 +197,41 @@ def test_finalize_with_unsaved_frames_fails_and_cleans_up(tmp_path: Path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_existing_root_needs_overwrite(tmp_path: Path):
+def _one_frame_dataset(root: Path, *, overwrite: bool = False) -> None:
+    with DatasetWriter(root, fps=FPS, features=FEATURES, overwrite=overwrite) as writer:
+        writer.add_frame(frame(0, True), task=TASKS[0])
+        writer.save_episode()
+
+
+def test_existing_root_needs_overwrite_and_only_a_dataset_is_overwritten(tmp_path: Path):
     root = tmp_path / "ds"
     root.mkdir()
     (root / "keep.txt").write_text("mine")
-    with pytest.raises(DatasetError, match=str(root)):
+    with pytest.raises(OutputError, match=f"{root} already exists and is not empty; pass --overwrite"):
         DatasetWriter(root, fps=FPS, features=FEATURES)
-    write_dataset_small = DatasetWriter(root, fps=FPS, features=FEATURES, overwrite=True)
-    with write_dataset_small as writer:
-        writer.add_frame(frame(0, True), task=TASKS[0])
-        writer.save_episode()
-    assert not (root / "keep.txt").exists()
+    with pytest.raises(OutputError, match="holds files but no LeRobot dataset .*refusing to overwrite"):
+        DatasetWriter(root, fps=FPS, features=FEATURES, overwrite=True)
+    assert (root / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no staging folder left behind
+    (root / "keep.txt").unlink()
+    _one_frame_dataset(root)
+    (root / "notes.txt").write_text("inside a dataset")
+    _one_frame_dataset(root, overwrite=True)  # a dataset (meta/info.json) is replaced whole
+    assert not (root / "notes.txt").exists()
     assert json.loads((root / "meta/info.json").read_text())["total_frames"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_out_that_is_the_current_folder_or_under_a_file_is_refused(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "f.txt").write_text("x")
+    for out, message in ((Path("."), "is the current folder or contains it"),
+                         (tmp_path.parent, "is the current folder or contains it"),
+                         (Path("f.txt"), "is a file; expected a dataset folder"),
+                         (Path("f.txt/ds"), "f.txt is a file, not a folder")):
+        with pytest.raises(OutputError, match=message):
+            DatasetWriter(out, fps=FPS, features=FEATURES, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]
 
 
 @pytest.mark.parametrize(

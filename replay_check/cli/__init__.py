@@ -1,17 +1,19 @@
 """The `replay-check` command group. Commands are thin: parse, call the library, print, exit.
 
-Library errors (`ReplayCheckError`) become one line on stderr and their exit code (2 for bad input);
-`click.UsageError` keeps Click's exit code 2.
+Library errors (`ReplayCheckError`) become one line on stderr and their exit code (2 bad input,
+3 operational); `click.UsageError` keeps Click's exit code 2. Any other exception is a bug: its
+traceback is printed and the exit code is 3, so CI never mistakes a crash for a FAIL verdict (1).
 """
 
 from __future__ import annotations
 
 import sys
+import traceback
 
 import click
 
 from replay_check import __version__
-from replay_check.errors import ReplayCheckError
+from replay_check.errors import EXIT_OPERATIONAL, ReplayCheckError
 
 
 class _Group(click.Group):
@@ -21,6 +23,13 @@ class _Group(click.Group):
         except ReplayCheckError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001  (a bug: keep the traceback, but not exit 1)
+            traceback.print_exc()
+            click.echo(f"Error: replay-check crashed ({type(exc).__name__}); this is a bug, please report it",
+                       err=True)
+            ctx.exit(EXIT_OPERATIONAL)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -16,10 +16,11 @@ from replay_check.record import record_dataset
 @click.option("--episodes", type=click.IntRange(min=1), default=1, show_default=True, help="Number of episodes.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Dataset folder to create.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of episode 0; episode i uses seed + i.")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True,
+              help="Seed of episode 0 (>= 0); episode i uses seed + i.")
 @click.option("--env-state/--no-env-state", default=True, show_default=True,
               help="Store the true object state as observation.environment_state.")
-@click.option("--overwrite", is_flag=True, help="Replace --out if it already holds files.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it already holds a LeRobot dataset.")
 @click.option("--steps", type=click.IntRange(min=1), default=None, hidden=True,
               help="Cap every episode at this many steps (tests).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")

@@ -6,6 +6,7 @@ never held whole: each camera exposes a `FrameSource` that decodes one frame at 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,8 +50,20 @@ class DatasetMeta:
 
     @property
     def name(self) -> str:
-        """A short name for report folders: the repo name, else the folder name."""
+        """A short, human name: the repo name, else the folder name."""
         return (self.repo_id or str(self.root)).rstrip("/").split("/")[-1]
+
+    @property
+    def identity(self) -> str:
+        """What tells datasets apart: "hub:<repo id>" or "local:<absolute folder>"."""
+        if self.repo_id:
+            return f"hub:{self.repo_id}"
+        return f"local:{Path(self.root).expanduser().resolve()}"
+
+    @property
+    def report_name(self) -> str:
+        """The report folder's name: the short name plus a hash of the identity, so `a/ds` and `b/ds` differ."""
+        return f"{self.name}-{hashlib.sha256(self.identity.encode()).hexdigest()[:8]}"
 
 
 class FrameSource(Protocol):

@@ -139,14 +139,14 @@ class EncodedImageFrameSource:
     def __init__(
         self, images: Sequence[bytes | None], *, height: int, width: int, label: str = "image column"
     ):
-        self._images = images
+        self.images = images
         self.height = int(height)
         self.width = int(width)
         self.label = label
 
     def iter_frames(self, start: int = 0) -> Iterator[np.ndarray]:
-        for row in range(start, len(self._images)):
-            yield decode_image(self._images[row], f"{self.label} row {row}")
+        for row in range(start, len(self.images)):
+            yield decode_image(self.images[row], f"{self.label} row {row}")
 
 
 def decode_image(data: bytes | None, where: str) -> np.ndarray:

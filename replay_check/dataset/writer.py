@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from replay_check.dataset.encode import VideoEncoder, video_info
-from replay_check.errors import DatasetError
+from replay_check.errors import DatasetError, OutputError
+from replay_check.outputs import check_output_dir
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000
@@ -175,6 +176,37 @@ def _stats_arrow_type(dtype: str, stat: str, ndim: int) -> pa.DataType:
     return leaf
 
 
+# ---------------------------------------------------------------------------------------------- target folder
+
+
+def is_dataset_folder(path: Path) -> bool:
+    """A folder holding meta/info.json with a codebase_version: something this tool (or lerobot) wrote."""
+    try:
+        info = json.loads((path / "meta" / "info.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and "codebase_version" in info
+
+
+def check_replaceable(root: Path, *, overwrite: bool) -> None:
+    """`root` may become the dataset: new, empty, or (with overwrite) a dataset. Nothing else is deleted."""
+    resolved = root.expanduser().resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise OutputError(f"--out {root} is the current folder or contains it; expected a new dataset folder")
+    if root.exists() and not root.is_dir():
+        raise OutputError(f"--out {root} is a file; expected a dataset folder")
+    if root.is_dir() and any(root.iterdir()):
+        if not overwrite:
+            raise OutputError(f"--out {root} already exists and is not empty; pass --overwrite to replace it")
+        if not is_dataset_folder(root):
+            raise OutputError(
+                f"--out {root} holds files but no LeRobot dataset (no meta/info.json with a codebase_version); "
+                "refusing to overwrite it"
+            )
+    check_output_dir("--out", root.parent if root.is_dir() else root)
+
+
 # ---------------------------------------------------------------------------------------------- writer
 
 
@@ -195,10 +227,7 @@ class DatasetWriter:
         overwrite: bool = False,
     ):
         self.root = Path(root)
-        if self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir())) and not overwrite:
-            raise DatasetError(
-                f"{self.root} already exists and is not empty; pass overwrite=True to replace it"
-            )
+        check_replaceable(self.root, overwrite=overwrite)
         if int(fps) != fps or fps <= 0:
             raise DatasetError(f"fps is {fps!r}; expected a positive integer")
         self.fps = int(fps)
