@@ -7,6 +7,7 @@ wheel as `replay_check/envs/`; in a source checkout they are read from the repos
 from __future__ import annotations
 
 import fnmatch
+import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,12 @@ class Tolerances:
             if isinstance(value, bool) or wrong_type:
                 kind = "an integer" if want is int else "a number"
                 raise ConfigError(f"{source}: tolerance {key!r} must be {kind}, got {value!r}")
-            if value < 0:
-                raise ConfigError(f"{source}: tolerance {key!r} must be >= 0, got {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{source}: tolerance {key!r} must be a finite number >= 0, got {value!r}")
+            if key == "consecutive_steps" and value < 1:
+                raise ConfigError(f"{source}: tolerance 'consecutive_steps' must be >= 1, got {value!r}")
+            if key == "warn_fraction" and value > 1:
+                raise ConfigError(f"{source}: tolerance 'warn_fraction' must be within [0, 1], got {value!r}")
             clean[key] = want(value)
         return replace(self, **clean)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from replay_check.cli.options import dataset_options
+from replay_check.cli.options import check_dataset_options, dataset_options
 from replay_check.dataset import LeRobotDataset, open_dataset
 from replay_check.errors import ProfileError
 from replay_check.profiles import select_profile
@@ -27,6 +27,7 @@ def command(root, repo_id, revision, as_json):
       replay-check info --repo-id lerobot/pusht --revision main
       replay-check info --repo-id lerobot/aloha_sim_insertion_human --json
     """
+    check_dataset_options(root, repo_id, revision)
     summary = dataset_summary(open_dataset(root=root, repo_id=repo_id, revision=revision))
     if as_json:
         click.echo(json.dumps(summary, indent=2))

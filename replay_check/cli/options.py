@@ -21,6 +21,21 @@ def dataset_options(func: Callable) -> Callable:
     return func
 
 
+def check_dataset_options(root: Path | None, repo_id: str | None, revision: str | None) -> None:
+    """Combinations the options cannot express: a revision belongs to a Hub dataset."""
+    if root is not None and repo_id is not None:
+        raise click.UsageError("--root and --repo-id both given; expected one of them")
+    if revision is not None and repo_id is None:
+        raise click.UsageError("--revision applies to --repo-id (a Hub dataset); a --root folder has no revisions")
+
+
+def check_flag_needs(given: dict[str, object], needs: str, present: bool) -> None:
+    """Each option in `given` that was set needs `needs`; otherwise it would be ignored silently."""
+    for option, value in given.items():
+        if value not in (None, False) and not present:
+            raise click.UsageError(f"{option} needs {needs}")
+
+
 def replay_options(func: Callable) -> Callable:
     """Profile, mode, stride, tolerances and report folder: what changes a replay's outcome.
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from replay_check.cli.options import dataset_options, replay_options
+from replay_check.cli.options import check_dataset_options, check_flag_needs, dataset_options, replay_options
 from replay_check.pipeline import RerunOptions, RunRequest, run_episode
 
 
@@ -45,6 +45,11 @@ def command(root, repo_id, revision, episode, replay, env_state_from, rrd, no_re
       replay-check run --root data/my_pusht --episode 3 --mode state
       replay-check run --root data/my_aloha --image-stride 5 --video ep0.mp4 --spawn
     """
+    check_dataset_options(root, repo_id, revision)
+    check_flag_needs({"--web-port": web_port, "--grpc-port": grpc_port}, "--serve", serve)
+    if no_rerun:
+        check_flag_needs({"--spawn": spawn, "--serve": serve, "--rrd": rrd, "--raw-images": raw_images},
+                         "a Rerun recording (it conflicts with --no-rerun)", False)
     request = RunRequest(
         root=root,
         repo_id=repo_id,

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from replay_check.cli.options import dataset_options, replay_options
+from replay_check.cli.options import check_dataset_options, dataset_options, replay_options
 from replay_check.validate import ProgressLine, ValidateRequest, validate_dataset
 
 
@@ -28,14 +28,15 @@ def command(root, repo_id, revision, episodes, replay, workers, timeout, force, 
 
     Each episode runs in its own process; a crash or timeout marks that episode "error" and the rest go
     on. Re-running skips episodes already reported with the same settings (--force redoes them), so an
-    interrupted batch resumes. Exit code: 0 all pass (or warn, unless --strict), 1 any fail or error,
-    2 bad input, 130 interrupted.
+    interrupted batch resumes. Exit code: 0 all pass (or warn, unless --strict), 1 any fail, 2 bad input,
+    3 no fail but an episode errored or did not run, 130 interrupted.
 
     \b
     Examples:
       replay-check validate --repo-id lerobot/aloha_sim_insertion_human --episodes 0:10 --mode state
       replay-check validate --root data/pusht --workers 2 --thresholds thresholds.toml --strict
     """
+    check_dataset_options(root, repo_id, revision)
     request = ValidateRequest(
         root=root,
         repo_id=repo_id,

@@ -9,6 +9,7 @@ row range and a time range); v2.x has one parquet and one mp4 per episode.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import pyarrow.parquet as pq
 
 from replay_check.dataset.episode import DatasetMeta, Episode, Feature, FrameSource
 from replay_check.dataset.hub import DatasetFiles, HubFiles, LocalFiles
-from replay_check.dataset.video import EncodedImageFrameSource, VideoFrameSource
+from replay_check.dataset.video import EncodedImageFrameSource, VideoFrameSource, probe_size
 from replay_check.errors import DatasetError, HubError, InputError, VideoError
 
 V3 = "v3.0"
@@ -113,17 +114,20 @@ class LeRobotDataset:
                 raise DatasetError(
                     f"dataset {self.files.label} has no {key!r} column in {location.data_file}"
                 )
+        where = f"{self.files.label}/{location.data_file} episode {index}"
+        timestamps = _timestamps(table, length, self.meta.fps, where)
+        _check_timestamps(timestamps, self.meta.fps, where)
         return Episode(
             meta=self.meta,
             index=index,
             task=self._task(table, location),
-            timestamps=_timestamps(table, length, self.meta.fps),
-            state=_matrix(table, STATE, length).astype(np.float64),
-            action=_matrix(table, ACTION, length).astype(np.float64),
-            environment_state=_optional(table, ENV_STATE, length, np.float64, flat=False),
-            reward=_optional(table, REWARD, length, np.float64),
-            success=_optional(table, SUCCESS, length, bool),
-            done=_optional(table, DONE, length, bool),
+            timestamps=timestamps,
+            state=_matrix(table, STATE, length, where).astype(np.float64),
+            action=_matrix(table, ACTION, length, where).astype(np.float64),
+            environment_state=_optional(table, ENV_STATE, length, np.float64, where, flat=False),
+            reward=_optional(table, REWARD, length, np.float64, where),
+            success=_optional(table, SUCCESS, length, bool, where),
+            done=_optional(table, DONE, length, bool, where),
             cameras=self._cameras(table, location),
         )
 
@@ -168,6 +172,11 @@ class LeRobotDataset:
                 f"video file {self.files.root / relpath} for {spec.key} of episode "
                 f"{location.index} does not exist"
             ) from exc
+        height, width = probe_size(path)
+        if (height, width) != (spec.height, spec.width):
+            raise VideoError(
+                f"video {path} for {spec.key} is {width}x{height}; meta/info.json says {spec.width}x{spec.height}"
+            )
         return VideoFrameSource(
             path,
             fps=self.meta.fps,
@@ -186,9 +195,8 @@ def open_dataset(
 ) -> LeRobotDataset:
     """Open a dataset folder (`root`) or a Hub dataset (`repo_id`, fetching metadata only)."""
     if (root is None) == (repo_id is None):
-        raise InputError(
-            f"give exactly one of a dataset root or a repo id (got root={root!r}, repo_id={repo_id!r})"
-        )
+        given = "both --root and --repo-id" if root is not None else "neither --root nor --repo-id"
+        raise InputError(f"give exactly one of --root and --repo-id (got {given})")
     if root is not None:
         files: DatasetFiles = LocalFiles(root)
         if not files.exists("meta/info.json"):
@@ -202,9 +210,7 @@ def open_dataset(
             f"dataset {files.label} has codebase_version {version!r}; "
             f"supported: {', '.join(SUPPORTED_VERSIONS)}"
         )
-    for key in ("fps", "features"):
-        if key not in info:
-            raise DatasetError(f"{files.label}/meta/info.json lacks {key!r}")
+    _check_info(info, f"{files.label}/meta/info.json")
     if version == V3:
         locations, tasks = _v3_episodes(files, info), _v3_tasks(files)
     else:
@@ -222,6 +228,34 @@ def open_dataset(
         revision=revision,
     )
     return LeRobotDataset(files, info, meta, locations, tasks)
+
+
+def _check_info(info: dict[str, Any], where: str) -> None:
+    """The info.json fields everything else relies on have the right types (one line naming the field)."""
+    for key in ("fps", "features"):
+        if key not in info:
+            raise DatasetError(f"{where} lacks {key!r}")
+    fps = info["fps"]
+    if isinstance(fps, bool) or not isinstance(fps, int | float) or not math.isfinite(fps) or fps <= 0:
+        raise DatasetError(f"{where}: fps is {json.dumps(fps)}; expected a positive number of frames per second")
+    for key in ("total_episodes", "total_frames", "chunks_size"):
+        value = info.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise DatasetError(f"{where}: {key} is {json.dumps(value)}; expected a non-negative integer")
+    features = info["features"]
+    if not isinstance(features, dict):
+        raise DatasetError(f"{where}: features is {_json_type(features)}; expected an object of feature entries")
+    for key in (STATE, ACTION):
+        if key not in features:
+            raise DatasetError(
+                f"{where}: features lack {key!r}; a replay needs the recorded {key} "
+                f"(features present: {', '.join(sorted(features)) or 'none'})"
+            )
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 # --- features ---------------------------------------------------------------------------------
@@ -244,9 +278,15 @@ def flatten_names(names: Any) -> tuple[str, ...] | None:
 def parse_features(raw: dict[str, Any]) -> dict[str, Feature]:
     features = {}
     for key, spec in raw.items():
-        if not isinstance(spec, dict) or "dtype" not in spec:
-            raise DatasetError(f"feature {key!r} in info.json has no dtype (got {spec!r})")
-        shape = tuple(int(d) for d in spec.get("shape") or ())
+        if not isinstance(spec, dict) or not isinstance(spec.get("dtype"), str):
+            raise DatasetError(f"meta/info.json: feature {key!r} has no dtype string; expected {{\"dtype\": ...}}")
+        shape = spec.get("shape") or []
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                  for d in shape):
+            raise DatasetError(
+                f"meta/info.json: feature {key!r} has shape {json.dumps(shape)}; expected a list of integers"
+            )
+        shape = tuple(shape)
         features[key] = Feature(
             key=key, dtype=str(spec["dtype"]), shape=shape, names=flatten_names(spec.get("names"))
         )
@@ -388,9 +428,19 @@ def _read_jsonl(files: DatasetFiles, relpath: str) -> list[dict[str, Any]]:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"cannot read {path}: {exc}") from exc
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"{path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); expected UTF-8 JSON"
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     if not isinstance(data, dict):
         raise DatasetError(f"{path} holds {type(data).__name__}; expected a JSON object")
     return data
@@ -399,8 +449,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 # --- columns ----------------------------------------------------------------------------------
 
 
-def _matrix(table: pa.Table, key: str, length: int) -> np.ndarray:
-    """A (T, D) array from a scalar, list or fixed-size-list column."""
+def _matrix(table: pa.Table, key: str, length: int, where: str = "the data file") -> np.ndarray:
+    """A (T, D) array from a numeric scalar, list or fixed-size-list column."""
     array = table.column(key).combine_chunks()
     while (
         pa.types.is_list(array.type)
@@ -408,28 +458,53 @@ def _matrix(table: pa.Table, key: str, length: int) -> np.ndarray:
         or pa.types.is_fixed_size_list(array.type)
     ):
         array = array.flatten()
+    kind = array.type
+    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
+        raise DatasetError(f"{where}: column {key!r} holds {kind} values; expected numbers")
+    if array.null_count:
+        raise DatasetError(f"{where}: column {key!r} has {array.null_count} null value(s); expected numbers")
     values = array.to_numpy(zero_copy_only=False)
     if length == 0:
         return values.reshape(0, 0)
     if values.size % length:
         raise DatasetError(
-            f"column {key!r} holds {values.size} values for {length} rows; expected a fixed width"
+            f"{where}: column {key!r} holds {values.size} values for {length} rows; expected a fixed width"
         )
     return values.reshape(length, -1)
 
 
-def _optional(table: pa.Table, key: str, length: int, dtype: type, flat: bool = True) -> np.ndarray | None:
+def _optional(table: pa.Table, key: str, length: int, dtype: type, where: str,
+              flat: bool = True) -> np.ndarray | None:
     """An optional per-frame column; (T, 1) is flattened to (T,) when `flat`."""
     if key not in table.column_names:
         return None
-    values = _matrix(table, key, length).astype(dtype)
+    values = _matrix(table, key, length, where).astype(dtype)
     return values[:, 0] if flat and values.ndim == 2 and values.shape[1] == 1 else values
 
 
-def _timestamps(table: pa.Table, length: int, fps: float) -> np.ndarray:
+def _timestamps(table: pa.Table, length: int, fps: float, where: str) -> np.ndarray:
     if TIMESTAMP not in table.column_names:
         return np.arange(length, dtype=np.float64) / fps
-    return _matrix(table, TIMESTAMP, length).astype(np.float64).reshape(length)
+    return _matrix(table, TIMESTAMP, length, where).astype(np.float64).reshape(length)
+
+
+# Rows must be 1/fps apart within this (LeRobot's own tolerance when it matches timestamps to frames).
+TIMESTAMP_STEP_TOLERANCE_S = 1e-4
+
+
+def _check_timestamps(timestamps: np.ndarray, fps: float, where: str) -> None:
+    """Row t+1 is 1/fps after row t: frames are looked up by time, so a gap or a repeat misaligns them."""
+    if not np.all(np.isfinite(timestamps)):
+        row = int(np.flatnonzero(~np.isfinite(timestamps))[0])
+        raise DatasetError(f"{where}: timestamp of row {row} is {timestamps[row]}; expected a finite time")
+    steps = np.diff(timestamps)
+    bad = np.flatnonzero(np.abs(steps - 1.0 / fps) > TIMESTAMP_STEP_TOLERANCE_S)
+    if bad.size:
+        row = int(bad[0]) + 1
+        raise DatasetError(
+            f"{where}: timestamps are not increasing by 1/fps = {1.0 / fps:.4g} s: row {row} is at "
+            f"{timestamps[row]:.4f} s, row {row - 1} at {timestamps[row - 1]:.4f} s"
+        )
 
 
 def _image_source(table: pa.Table, spec: CameraSpec, location: EpisodeLocation) -> EncodedImageFrameSource:
