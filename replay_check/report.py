@@ -14,7 +14,7 @@ report.json (schema_version "1.0"; these keys are stable, more may be added):
                     (packages that are not installed are left out)
     settings        {mode, image_stride, tolerances {...}, hash, stack}
     initial_state   {method: "environment_state" | "estimated", objects {<name>: {position, quaternion}},
-                     residual, details}
+                     residual, uncertainty {<name>: {position (1-sigma per axis), angle (rad)}}, details}
     summary         {state_rmse, state_max_abs, per_joint_max_abs {<name>: v}, per_group_max_abs,
                      image_psnr_mean, image_psnr_min, image_ssim_mean, image_frames_compared,
                      image_frames_identical, image_psnr_cap_db, object_units, object_position_error_max,
@@ -166,6 +166,7 @@ def build_report(result: ReplayResult) -> dict[str, Any]:
             "method": initial.method,
             "objects": {name: pose.to_dict() for name, pose in initial.objects.items()},
             "residual": initial.residual,
+            "uncertainty": {name: u.to_dict() for name, u in initial.uncertainty.items()},
             "details": initial.details,
         },
         "summary": result.summary,

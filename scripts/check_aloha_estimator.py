@@ -80,10 +80,13 @@ def check_episode(
         true_xy = truth[7 * i : 7 * i + 2]
         coarse = np.asarray(estimate.details[name]["coarse_position"][:2])
         refined = estimate.objects[name].position[:2]
+        sigma = estimate.uncertainty[name].position[:2] if name in estimate.uncertainty else np.full(2, np.nan)
+        ratio = (refined - true_xy) / sigma
         print(
             f"  ep {episode} {name:7s} coarse err {1000 * np.linalg.norm(coarse - true_xy):5.2f} mm  "
             f"refined err {1000 * np.linalg.norm(refined - true_xy):5.2f} mm  "
-            f"moves {estimate.details[name]['iterations']}"
+            f"moves {estimate.details[name]['iterations']}  1-sigma x/y {1000 * sigma[0]:.2f}/{1000 * sigma[1]:.2f} mm"
+            f"  error/sigma x {ratio[0]:+.2f} y {ratio[1]:+.2f}"
         )
     renders = estimate.details[adapter.object_names[0]]["renders"]
     print(f"  ep {episode} residual {estimate.residual:.3f}/255  renders {renders}  {elapsed:.2f} s")

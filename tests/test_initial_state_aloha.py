@@ -76,6 +76,9 @@ def test_estimate_recovers_random_pose_within_3mm(task, insertion):
         details = estimate.details[name]
         assert {"pixel_centroid", "coarse_position", "refined_position", "iterations"} <= set(details)
         assert details["renders"] <= 40
+        sigma = estimate.uncertainty[name].position
+        assert np.all(sigma[:2] > 1e-5) and np.all(sigma[:2] < 2e-3) and sigma[2] == 0.0, sigma
+        assert np.all(np.abs(pose.position[:2] - truth[name].position[:2]) < 4 * sigma[:2] + 2e-4), name
     assert 0.0 <= estimate.residual < 5.0  # mean abs error (0-255) in the object windows at the estimate
     if task != "insertion":
         adapter.close()

@@ -41,6 +41,12 @@ def test_estimate_recovers_rendered_pose_to_subunit(adapter, agent, block):
     assert initial.residual is not None and initial.residual < 5.0
     assert {"coarse", "render_evals"} <= set(initial.details)
     np.testing.assert_array_equal(initial.robot, agent)
+    # The 1-sigma is finite, positive and of the size of the actual error (not 0, not the arena).
+    sigma = initial.uncertainty["block"]
+    assert 0.05 < sigma.position[0] < 3.0 and 0.05 < sigma.position[1] < 3.0 and sigma.position[2] == 0.0
+    assert np.deg2rad(0.05) < sigma.angle < np.deg2rad(3.0)
+    assert abs(pose.position[0] - block[0]) < 4 * sigma.position[0] + 0.1
+    assert abs(pose.position[1] - block[1]) < 4 * sigma.position[1] + 0.1
 
 
 def test_measure_block_is_within_a_few_units(adapter):

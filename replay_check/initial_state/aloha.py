@@ -20,7 +20,8 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull
 
 from replay_check.errors import EstimationError
-from replay_check.sims.base import InitialState, ObjectShape, Pose, SimAdapter
+from replay_check.initial_state import fit
+from replay_check.sims.base import InitialState, ObjectShape, ObjectUncertainty, Pose, SimAdapter
 from replay_check.sims.camera import PinholeCamera
 
 SPAWN_Z = 0.05  # object body height in frame 0 (they fall onto the table afterwards)
@@ -189,22 +190,34 @@ class _Scene:
     def render(self, xy: dict[str, np.ndarray]) -> np.ndarray:
         objects = {name: Pose(np.array([p[0], p[1], SPAWN_Z])) for name, p in xy.items()}
         self.renders += 1
-        return self.adapter.render_hypothesis(self.camera, self.robot, objects, size=self.frame.shape[:2])
+        self.last_image = self.adapter.render_hypothesis(self.camera, self.robot, objects, size=self.frame.shape[:2])
+        return self.last_image
 
-    def costs(self, xy: dict[str, np.ndarray], windows: dict[str, Window]) -> dict[str, float]:
-        """Mean squared difference of the blurred render and frame in each object's window."""
+    def costs(
+        self, xy: dict[str, np.ndarray], windows: dict[str, Window], keep: dict[str, list] | None = None
+    ) -> dict[str, float]:
+        """Mean squared difference of the blurred render and frame in each object's window.
+
+        With `keep`, each object's blurred render window is appended to keep[name] (for the Jacobian).
+        """
         image = self.render(xy)
         costs = {}
         for name, window in windows.items():
-            key = (window[0].start, window[0].stop, window[1].start, window[1].stop)
-            if key not in self._blurred_frame:
-                self._blurred_frame[key] = _blurred(self.frame[window])
-            costs[name] = float(np.mean((_blurred(image[window]) - self._blurred_frame[key]) ** 2))
+            rendered = _blurred(image[window])
+            costs[name] = float(np.mean((rendered - self.blurred_frame(window)) ** 2))
+            if keep is not None:
+                keep.setdefault(name, []).append(rendered)
         return costs
 
-    def abs_errors(self, xy: dict[str, np.ndarray], windows: dict[str, Window]) -> dict[str, float]:
-        """Mean absolute pixel difference (0-255) per object window, unblurred: the reported residual."""
-        diff = np.abs(self.render(xy).astype(np.float32) - self.frame.astype(np.float32))
+    def blurred_frame(self, window: Window) -> np.ndarray:
+        key = (window[0].start, window[0].stop, window[1].start, window[1].stop)
+        if key not in self._blurred_frame:
+            self._blurred_frame[key] = _blurred(self.frame[window])
+        return self._blurred_frame[key]
+
+    def abs_errors(self, image: np.ndarray, windows: dict[str, Window]) -> dict[str, float]:
+        """Mean absolute pixel difference (0-255) per object window of a render, unblurred: the residual."""
+        diff = np.abs(image.astype(np.float32) - self.frame.astype(np.float32))
         return {name: float(diff[window].mean()) for name, window in windows.items()}
 
 
@@ -223,22 +236,34 @@ def quadratic_minimum(offsets: np.ndarray, costs: np.ndarray, spacing: float) ->
     return -np.linalg.solve(hessian, [d, e]) * spacing
 
 
+@dataclass
+class _LastRound:
+    """The final stencil round of the refinement, kept for the uncertainty: offsets, costs and renders."""
+
+    spacing: float
+    costs: dict[str, np.ndarray]
+    windows: dict[str, list[np.ndarray]]
+
+
 def refine_positions(
     scene: _Scene, start: dict[str, np.ndarray], windows: dict[str, Window]
-) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+) -> tuple[dict[str, np.ndarray], dict[str, int], _LastRound]:
     """Stencil-and-fit rounds on every object's (x, y) at once: one render scores one candidate per object."""
     current = {name: np.asarray(p, dtype=np.float64).copy() for name, p in start.items()}
     fitted = dict.fromkeys(current, 0)
     largest_step = np.inf
+    last = _LastRound(0.0, {}, {})
     for round_index, spacing in enumerate(STENCIL_SPACINGS_M):
         if round_index >= 2 and largest_step < STOP_STEP_M:
             break
         largest_step = 0.0
         offsets = _STENCIL * spacing
         samples = {name: [] for name in current}
+        kept: dict[str, list] = {}
         for offset in offsets:
-            for name, cost in scene.costs({n: p + offset for n, p in current.items()}, windows).items():
+            for name, cost in scene.costs({n: p + offset for n, p in current.items()}, windows, kept).items():
                 samples[name].append(cost)
+        last = _LastRound(spacing, {n: np.asarray(c) for n, c in samples.items()}, kept)
         for name, costs in samples.items():
             costs = np.asarray(costs)
             step = quadratic_minimum(offsets, costs, spacing)
@@ -249,7 +274,29 @@ def refine_positions(
                 step = step * min(1.0, MAX_JUMP_SPACINGS * spacing / max(float(np.linalg.norm(step)), 1e-12))
             current[name] = current[name] + step
             largest_step = max(largest_step, float(np.linalg.norm(step)))
-    return current, fitted
+    return current, fitted, last
+
+
+UNCERTAINTY_TILE_PX = 8  # blur (1 px) plus AV1 blocks: residuals correlate over several pixels
+
+
+def position_uncertainty(last: _LastRound, residual: np.ndarray, name: str) -> ObjectUncertainty | None:
+    """1-sigma of an object's (x, y) from the last stencil round (see fit.py); z and yaw are not fitted.
+
+    `residual` is the blurred render minus the blurred frame in the object's window at the estimate.
+    """
+    index = {tuple(o): i for i, o in enumerate(_STENCIL)}
+    renders = last.windows[name]
+    plus = [renders[index[(1.0, 0.0)]], renders[index[(0.0, 1.0)]]]
+    minus = [renders[index[(-1.0, 0.0)]], renders[index[(0.0, -1.0)]]]
+    steps = np.array([last.spacing, last.spacing])
+    image = fit.sandwich_covariance(fit.central_jacobian(plus, minus, steps), residual, UNCERTAINTY_TILE_PX)
+    hessian_unit, _, misfit = fit.fit_quadratic(_STENCIL, last.costs[name])
+    stairs = fit.staircase_covariance(hessian_unit / last.spacing**2, misfit)
+    if image is None or stairs is None:
+        return None
+    sigma = np.sqrt(np.diag(image + stairs))
+    return ObjectUncertainty(position=np.array([sigma[0], sigma[1], 0.0]), angle=0.0)
 
 
 # -- public API -----------------------------------------------------------------------------------
@@ -279,8 +326,15 @@ def estimate_aloha_objects(
         coarse[g.name] = locate(cam, g, centroid, SPAWN_Z)
 
     windows = {g.name: _window(cam, g, coarse[g.name]) for g in geometries}
-    refined, fits = refine_positions(scene, coarse, windows)
-    errors = scene.abs_errors(refined, windows)
+    refined, fits, last = refine_positions(scene, coarse, windows)
+    at_estimate: dict[str, list] = {}
+    scene.costs(refined, windows, at_estimate)  # the render at the estimate, for residuals
+    errors = scene.abs_errors(scene.last_image, windows)
+    uncertainty = {}
+    for name, window in windows.items():
+        found = position_uncertainty(last, at_estimate[name][0] - scene.blurred_frame(window), name)
+        if found is not None:
+            uncertainty[name] = found
     objects = {name: Pose(np.array([xy[0], xy[1], SPAWN_Z])) for name, xy in refined.items()}
 
     sizes = {name: (w[0].stop - w[0].start) * (w[1].stop - w[1].start) for name, w in windows.items()}
@@ -296,7 +350,9 @@ def estimate_aloha_objects(
         }
         for name in refined
     }
-    return InitialState(robot=robot, objects=objects, method="estimated", residual=residual, details=details)
+    return InitialState(
+        robot=robot, objects=objects, method="estimated", residual=residual, details=details, uncertainty=uncertainty
+    )
 
 
 METER_STRIDE = 2  # per-frame measurement subsamples the image (the estimator uses every pixel)

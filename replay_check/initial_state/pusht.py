@@ -13,7 +13,8 @@ import numpy as np
 from scipy import optimize
 
 from replay_check.errors import EstimationError
-from replay_check.sims.base import InitialState, Pose, SimAdapter
+from replay_check.initial_state import fit
+from replay_check.sims.base import InitialState, ObjectUncertainty, Pose, SimAdapter
 from replay_check.sims.pusht_geometry import BLOCK_RGB, T_KEYPOINTS_LOCAL, rotation
 
 ARENA = 512
@@ -152,12 +153,56 @@ class BlockMeter:
         return float(result.x[0]), float(result.x[1]), wrap_angle(result.x[2])
 
 
-def image_cost(adapter: SimAdapter, robot: np.ndarray, frame: np.ndarray, pose: np.ndarray,
-               camera: str = "top") -> float:
-    """Mean squared RGB difference between `frame` and the scene rendered with the block at `pose`."""
+def luma(image: np.ndarray) -> np.ndarray:
+    """BT.601 luma as float32. The videos are 4:2:0, so colour edges come at half resolution and
+    blurred; luma keeps full-resolution edges and is what the render-and-compare fits."""
+    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+
+def _render_luma(adapter: SimAdapter, robot: np.ndarray, pose: np.ndarray, size: tuple[int, int],
+                 camera: str) -> np.ndarray:
     block = Pose.planar(float(pose[0]), float(pose[1]), float(pose[2]))
-    rendered = adapter.render_hypothesis(camera, robot, {"block": block}, size=frame.shape[:2])
-    return float(np.mean((rendered.astype(np.float32) - frame.astype(np.float32)) ** 2))
+    return luma(adapter.render_hypothesis(camera, robot, {"block": block}, size=size))
+
+
+def image_cost(adapter: SimAdapter, robot: np.ndarray, frame_luma: np.ndarray, pose: np.ndarray,
+               camera: str = "top") -> float:
+    """Mean squared luma difference between a frame and the scene rendered with the block at `pose`."""
+    rendered = _render_luma(adapter, robot, pose, frame_luma.shape, camera)
+    return float(np.mean((rendered - frame_luma) ** 2))
+
+
+# Stencil of the uncertainty fit: a few rasterisation steps wide (integer polygon vertices on the
+# 512 canvas, sampled every 5.3 units by the resize), so it sees the cost's staircase, not one step.
+UNCERTAINTY_STEPS = np.array([1.5, 1.5, np.deg2rad(1.5)])
+UNCERTAINTY_TILE_PX = 4  # the AV1 blocks and 4:2:0 chroma correlate residuals over a few pixels
+
+
+def pose_uncertainty(
+    adapter: SimAdapter, robot: np.ndarray, frame_luma: np.ndarray, pose: np.ndarray, camera: str = "top"
+) -> tuple[ObjectUncertainty | None, int]:
+    """1-sigma of (x, y, angle) at `pose`, and the renders it took (27); None if unidentifiable.
+
+    Two parts (see fit.py): the image residual's effect through the Jacobian (sandwich covariance) and
+    the cost's staircase around the optimum (a quadratic through the 27-point stencil).
+    """
+    offsets = fit.stencil(3)
+    renders = [_render_luma(adapter, robot, pose + o * UNCERTAINTY_STEPS, frame_luma.shape, camera) for o in offsets]
+    costs = [float(np.mean((r - frame_luma) ** 2)) for r in renders]
+    hessian_unit, _, misfit = fit.fit_quadratic(offsets, costs)
+    hessian = hessian_unit / np.outer(UNCERTAINTY_STEPS, UNCERTAINTY_STEPS)
+    index = {tuple(o): i for i, o in enumerate(offsets)}
+    axes = np.eye(3)
+    plus = [renders[index[tuple(a)]] for a in axes]
+    minus = [renders[index[tuple(-a)]] for a in axes]
+    residual = renders[index[(0.0, 0.0, 0.0)]] - frame_luma
+    image = fit.sandwich_covariance(fit.central_jacobian(plus, minus, UNCERTAINTY_STEPS), residual,
+                                    UNCERTAINTY_TILE_PX)
+    stairs = fit.staircase_covariance(hessian, misfit)
+    if image is None or stairs is None:
+        return None, len(offsets)
+    sigma = np.sqrt(np.diag(image + stairs))
+    return ObjectUncertainty(position=np.array([sigma[0], sigma[1], 0.0]), angle=float(sigma[2])), len(offsets)
 
 
 def estimate_pusht_initial_state(
@@ -170,9 +215,10 @@ def estimate_pusht_initial_state(
     frame = np.asarray(frame0)
     robot = np.asarray(robot_state0, dtype=np.float64).reshape(-1)
     coarse, fitted, details = fit_silhouette(frame)
+    frame_luma = luma(frame)
 
     def cost(pose: np.ndarray) -> float:
-        return image_cost(adapter, robot, frame, pose, camera)
+        return image_cost(adapter, robot, frame_luma, pose, camera)
 
     best = np.asarray(fitted)
     evals = 0
@@ -181,13 +227,14 @@ def estimate_pusht_initial_state(
         evals += int(result.nfev)
         if result.fun <= cost(best):
             best = np.asarray(result.x)
+    uncertainty, renders = pose_uncertainty(adapter, robot, frame_luma, best, camera)
     rms = float(np.sqrt(cost(best)))
     x, y, angle = float(best[0]), float(best[1]), wrap_angle(best[2])
     details.update(
         coarse=[float(coarse[0]), float(coarse[1]), wrap_angle(coarse[2])],
         silhouette=[float(fitted[0]), float(fitted[1]), wrap_angle(fitted[2])],
-        render_evals=evals,
-        residual_kind="RMS RGB error (0-255) of the rendered frame",
+        render_evals=evals + renders,
+        residual_kind="RMS luma error (0-255) of the rendered frame",
     )
     return InitialState(
         robot=robot,
@@ -195,6 +242,7 @@ def estimate_pusht_initial_state(
         method="estimated",
         residual=rms,
         details=details,
+        uncertainty={} if uncertainty is None else {"block": uncertainty},
     )
 
 

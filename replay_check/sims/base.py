@@ -71,12 +71,29 @@ class Pose:
 
 
 @dataclass(frozen=True)
+class ObjectUncertainty:
+    """A calibrated 1-sigma of an estimated object pose, for drawing perturbed initial states.
+
+    `position` holds one standard deviation per world axis (m, or px for PushT), `angle` the standard
+    deviation of the rotation about +z (rad). A component the estimator does not fit (ALOHA's spawn
+    height and orientation, fixed by the reset rule) is 0.
+    """
+
+    position: np.ndarray
+    angle: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"position": [float(v) for v in self.position], "angle": float(self.angle)}
+
+
+@dataclass(frozen=True)
 class InitialState:
     """The state an episode starts from, and how it was obtained.
 
     `robot` is in the dataset's observation.state layout. `method` is "environment_state" (read from
     the dataset) or "estimated" (recovered from camera frame 0); `residual` measures the estimate's fit
-    (lower is better; None when read exactly) and `details` carries method-specific diagnostics.
+    (lower is better; None when read exactly), `uncertainty` the estimate's per-object 1-sigma (empty
+    when read exactly) and `details` carries method-specific diagnostics.
     """
 
     robot: np.ndarray
@@ -84,6 +101,7 @@ class InitialState:
     method: str
     residual: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    uncertainty: dict[str, ObjectUncertainty] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
