@@ -30,21 +30,13 @@ from typing import Any
 
 import numpy as np
 
+from replay_check.metric_table import BATCH_KEYS
 from replay_check.report import format_cell
 
 SCHEMA_VERSION = "1.0"
 STATUSES = ("pass", "warn", "fail", "error", "skipped")
 # Report-summary keys carried into the batch summary (when an episode's report has them).
-METRIC_KEYS = (
-    "state_rmse",
-    "state_max_abs",
-    "object_position_error_max",
-    "object_position_error_mm_max",
-    "object_angle_error_deg_max",
-    "image_psnr_mean",
-    "image_psnr_min",
-    "image_ssim_mean",
-)
+METRIC_KEYS = BATCH_KEYS
 _SEVERITY = {"error": 0, "fail": 1, "warn": 2, "skipped": 3, "pass": 4}
 
 

@@ -20,11 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from replay_check import metric_table
+from replay_check.metric_table import IMAGE_MAD, IMAGE_PSNR, IMAGE_SSIM, OBJECT_ANGLE, PSNR_CAP_DB
 from replay_check.profiles import Profile, Tolerances
 from replay_check.steps import Verdict
 
-# Summaries cap the +inf PSNR of identical frames here, so means stay finite (and JSON strict).
-PSNR_CAP_DB = 100.0
+__all__ = ["PSNR_CAP_DB", "Check", "Divergences", "Onset", "checks_for", "decide_verdict", "find_divergences",
+           "first_divergence", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -76,45 +78,26 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
-def _is_arm(group: str) -> bool:
-    return "arm" in group
+def checks_for(profile: Profile, tolerances: Tolerances, columns: Iterable[str]) -> list[Check]:
+    """The checks that apply to the columns a replay produced (absent columns get no check).
 
-
-def _state_check(group: str, tol: Tolerances) -> Check:
-    if "gripper" in group:
-        return Check(group, f"group/{group}", tol.gripper, unit="(normalized)")
-    if _is_arm(group):
-        return Check(group, f"group/{group}", tol.arm_rad, unit="rad")
-    return Check(group, f"group/{group}", tol.agent_px, unit="px")
-
-
-def _object_checks(profile: Profile, tol: Tolerances, name: str) -> list[Check]:
+    Units, directions and tolerance keys come from the metric table; see `replay_check.metric_table`.
+    """
     from replay_check.families import family_of
 
-    if family_of(profile).object_units == "px":
-        return [
-            Check(f"object/{name}", f"object_err/{name}", tol.block_px, unit="px", label="position error"),
-            Check(f"object_angle/{name}", f"object_angle_err_deg/{name}", tol.block_deg, unit="deg",
-                  label="angle error"),
-        ]
-    # MuJoCo positions are metres; tolerances and messages speak millimetres.
-    return [Check(f"object/{name}", f"object_err/{name}", tol.object_mm / 1000.0, unit="mm", scale=1000.0,
-                  label="position error")]
-
-
-def checks_for(profile: Profile, tolerances: Tolerances, columns: Iterable[str]) -> list[Check]:
-    """The checks that apply to the columns a replay produced (absent columns get no check)."""
+    declared = family_of(profile)
     present = set(columns)
-    checks = [_state_check(group, tolerances) for group in profile.state_groups]
-    for name in profile.objects:
-        checks.extend(_object_checks(profile, tolerances, name))
-    for column in sorted(present):
-        if column.startswith("image/") and column.endswith("/psnr"):
-            camera = column[len("image/"):-len("/psnr")]
-            checks.append(Check(f"image/{camera}", column, tolerances.image_psnr_db, higher_is_worse=False,
-                                unit="dB", label="PSNR"))
-    checks.append(Check("unstable", "unstable", 0.5, consecutive=1, label="unstable"))
-    return [c for c in checks if c.column in present]
+    table = metric_table.columns_for(profile, object_units=declared.object_units, planar=declared.planar,
+                                     cameras=sorted(profile.cameras))
+    checks = []
+    for col in table:
+        metric = col.metric
+        if metric.group is None or col.column not in present:
+            continue
+        checks.append(Check(col.group, col.column, col.limit(tolerances) / metric.scale,
+                            higher_is_worse=metric.higher_is_worse, unit=metric.unit, scale=metric.scale,
+                            consecutive=metric.consecutive, label=metric.label))
+    return checks
 
 
 def _beyond(values: np.ndarray, limit: float, higher_is_worse: bool) -> np.ndarray:
@@ -177,18 +160,15 @@ def _nan_stat(fn, values: np.ndarray) -> float | None:
     return _finite(fn(values)) if values.size else None
 
 
-def _columns_with(columns: dict[str, np.ndarray], prefix: str, suffix: str = "") -> dict[str, np.ndarray]:
-    return {
-        name[len(prefix):len(name) - len(suffix)]: values
-        for name, values in columns.items()
-        if name.startswith(prefix) and name.endswith(suffix)
-    }
+def _columns_of(columns: dict[str, np.ndarray], metric: metric_table.Metric) -> dict[str, np.ndarray]:
+    """{name: values} of the columns declared by `metric`."""
+    return {name: columns[column] for name, column in metric_table.named(columns, metric).items()}
 
 
 def _state_summary(columns: dict[str, np.ndarray], state_names: Sequence[str]) -> dict[str, Any]:
     empty = np.array([])
     per_joint = {name: _nan_stat(np.max, columns.get(f"state_err/{name}", empty)) for name in state_names}
-    groups = {g: _nan_stat(np.max, v) for g, v in _columns_with(columns, "group/").items()}
+    groups = {g: _nan_stat(np.max, v) for g, v in _columns_of(columns, metric_table.state_group_metric("arm")).items()}
     state_rms = columns.get("state_rms", np.array([]))
     known = [v for v in per_joint.values() if v is not None]
     return {
@@ -201,9 +181,9 @@ def _state_summary(columns: dict[str, np.ndarray], state_names: Sequence[str]) -
 
 
 def _image_summary(columns: dict[str, np.ndarray]) -> dict[str, Any]:
-    psnr = _columns_with(columns, "image/", "/psnr")
-    ssim = _columns_with(columns, "image/", "/ssim")
-    mad = _columns_with(columns, "image/", "/mad")
+    psnr = _columns_of(columns, IMAGE_PSNR)
+    ssim = _columns_of(columns, IMAGE_SSIM)
+    mad = _columns_of(columns, IMAGE_MAD)
     capped = {cam: np.minimum(np.asarray(v, dtype=np.float64), PSNR_CAP_DB) for cam, v in psnr.items()}
     all_psnr = np.concatenate(list(capped.values())) if capped else np.array([])
     all_ssim = np.concatenate(list(ssim.values())) if ssim else np.array([])
@@ -231,9 +211,9 @@ def _image_summary(columns: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 def _object_summary(columns: dict[str, np.ndarray], objects: Sequence[str], units: str) -> dict[str, Any]:
-    errors = _columns_with(columns, "object_err/")
+    errors = _columns_of(columns, metric_table.object_position_metric(units))
     per_object = {n: _nan_stat(np.max, errors[n]) for n in objects if n in errors}
-    angles = {n: _nan_stat(np.max, v) for n, v in _columns_with(columns, "object_angle_err_deg/").items()}
+    angles = {n: _nan_stat(np.max, v) for n, v in _columns_of(columns, OBJECT_ANGLE).items()}
     known = [v for v in per_object.values() if v is not None]
     worst = max(known) if known else None
     known_angles = [v for v in angles.values() if v is not None]
@@ -275,7 +255,7 @@ def summarize(
     `object_position_error_mm_max` is only set for metric units.
     """
     if object_units is None:
-        object_units = "px" if any(c.startswith("object_angle_err_deg/") for c in columns) else "m"
+        object_units = "px" if metric_table.named(columns, OBJECT_ANGLE) else "m"
     summary = _state_summary(columns, state_names)
     summary.update(_image_summary(columns))
     summary.update(_object_summary(columns, objects, object_units))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -31,14 +32,32 @@ class Tolerances:
     consecutive_steps: int = 5
     # A divergence starting after this fraction of the episode is a warning, not a failure.
     warn_fraction: float = 0.5
+    # Limits for single divergence groups (a state group, "object/<name>", "image/<camera>"), in the
+    # unit of that group's metric; they win over the kind-wide keys above.
+    groups: tuple[tuple[str, float], ...] = ()
 
-    def override(self, values: dict[str, Any], source: str = "options") -> Tolerances:
-        """A copy with `values` applied; unknown keys and wrong types are a ConfigError naming them."""
-        known = {f.name: f.type for f in fields(self)}
+    def override(self, values: dict[str, Any], source: str = "options", group_names: Iterable[str] = ()
+                 ) -> Tolerances:
+        """A copy with `values` applied; unknown keys and wrong types are a ConfigError naming them.
+
+        Keys in `group_names` set a per-group limit; a per-group limit also accepts a nested table
+        (`[tolerances.groups]` in TOML).
+        """
+        values = dict(values)
+        nested = values.pop("groups", {})
+        if not isinstance(nested, dict):
+            raise ConfigError(f"{source}: tolerance 'groups' must be a table of group = limit")
+        known = {f.name: f.type for f in fields(self) if f.name != "groups"}
+        allowed = set(group_names)
+        per_group = dict(self.groups)
         clean: dict[str, Any] = {}
-        for key, value in values.items():
+        for key, value in [*values.items(), *nested.items()]:
+            if key in allowed and key not in known:
+                per_group[key] = _number(key, value, float, source)
+                continue
             if key not in known:
-                raise ConfigError(f"{source}: unknown tolerance {key!r}; known: {', '.join(sorted(known))}")
+                extra = f"; groups: {', '.join(sorted(allowed))}" if allowed else ""
+                raise ConfigError(f"{source}: unknown tolerance {key!r}; known: {', '.join(sorted(known))}{extra}")
             want = int if known[key] in ("int", int) else float
             wrong_type = not isinstance(value, int | float) or (want is int and not isinstance(value, int))
             if isinstance(value, bool) or wrong_type:
@@ -51,7 +70,22 @@ class Tolerances:
             if key == "warn_fraction" and value > 1:
                 raise ConfigError(f"{source}: tolerance 'warn_fraction' must be within [0, 1], got {value!r}")
             clean[key] = want(value)
-        return replace(self, **clean)
+        return replace(self, **clean, groups=tuple(sorted(per_group.items())))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The limits as JSON-ready values; `groups` only when some are set (keeps older hashes valid)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "groups"}
+        if self.groups:
+            out["groups"] = dict(self.groups)
+        return out
+
+
+def _number(key: str, value: Any, want: type, source: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{source}: tolerance {key!r} must be a number, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{source}: tolerance {key!r} must be a finite number >= 0, got {value!r}")
+    return want(value)
 
 
 @dataclass(frozen=True)
@@ -67,11 +101,17 @@ class Profile:
     state_groups: dict[str, tuple[int, int]]
     match: dict[str, Any]
     tolerances: Tolerances
+    state_kinds: dict[str, str] = field(default_factory=dict)  # group -> "arm" | "gripper" | "agent"
     object_colors: dict[str, str] = field(default_factory=dict)
     estimate_from: str | None = None
     recorded_success_default: bool | None = None
     family_module: str | None = None  # module declaring the `adapter` family, when outside the package
     path: Path | None = None
+
+    def group_names(self) -> list[str]:
+        """Every divergence group name a per-group tolerance may use."""
+        objects = [f"{kind}/{name}" for name in self.objects for kind in ("object", "object_angle")]
+        return [*self.state_groups, *objects, *(f"image/{camera}" for camera in self.cameras)]
 
     @property
     def state_dim(self) -> int:
@@ -91,7 +131,13 @@ def profile_dirs() -> list[Path]:
 def load_profile(path: Path) -> Profile:
     data = read_toml(path, "profile", ProfileError)
     try:
-        tol = Tolerances().override(data.get("tolerances", {}), source=str(path))
+        groups = {k: (int(v[0]), int(v[1])) for k, v in data.get("state", {}).items()}
+        kinds = dict(data.get("state_kinds", {}))
+        _check_kinds(path, groups, kinds)
+        objects = tuple(data.get("objects", ()))
+        names = [*groups, *(f"{kind}/{name}" for name in objects for kind in ("object", "object_angle")),
+                 *(f"image/{camera}" for camera in data.get("cameras", {}))]
+        tol = Tolerances().override(data.get("tolerances", {}), source=str(path), group_names=names)
         return Profile(
             name=data["name"],
             description=data.get("description", ""),
@@ -99,11 +145,12 @@ def load_profile(path: Path) -> Profile:
             task=data["task"],
             env_id=data.get("env_id", ""),
             fps=float(data["fps"]),
-            objects=tuple(data.get("objects", ())),
+            objects=objects,
             cameras=dict(data.get("cameras", {})),
-            state_groups={k: (int(v[0]), int(v[1])) for k, v in data.get("state", {}).items()},
+            state_groups=groups,
             match=dict(data.get("match", {})),
             tolerances=tol,
+            state_kinds=kinds,
             object_colors=dict(data.get("object_colors", {})),
             estimate_from=data.get("initial_state", {}).get("estimate_from"),
             recorded_success_default=data.get("success", {}).get("recorded_default"),
@@ -112,6 +159,18 @@ def load_profile(path: Path) -> Profile:
         )
     except KeyError as exc:
         raise ProfileError(f"profile {path} lacks required key {exc.args[0]!r}") from exc
+
+
+def _check_kinds(path: Path, groups: dict[str, tuple[int, int]], kinds: dict[str, str]) -> None:
+    """Every state group declares its kind (which sets its unit and tolerance key)."""
+    from replay_check.metric_table import STATE_KINDS
+
+    for group in groups:
+        kind = kinds.get(group)
+        if kind not in STATE_KINDS:
+            got = "no kind" if kind is None else f"kind {kind!r}"
+            raise ProfileError(f"profile {path}: state group {group!r} has {got} in [state_kinds]; "
+                               f"expected one of {', '.join(STATE_KINDS)}")
 
 
 def available_profiles() -> dict[str, Profile]:

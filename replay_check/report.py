@@ -48,8 +48,9 @@ from typing import Any
 
 import numpy as np
 
-from replay_check.divergence import PSNR_CAP_DB, Check, checks_for
+from replay_check.divergence import Check, checks_for
 from replay_check.errors import InputError
+from replay_check.metric_table import columns_for
 from replay_check.steps import ReplayResult, ReplaySettings
 
 SCHEMA_VERSION = "1.0"
@@ -89,7 +90,7 @@ def settings_hash(settings: ReplaySettings, profile_name: str) -> str:
         "profile": profile_name,
         "mode": settings.mode,
         "image_stride": int(settings.image_stride),
-        "tolerances": dataclasses.asdict(settings.tolerances),
+        "tolerances": settings.tolerances.as_dict(),
     }
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -158,7 +159,7 @@ def build_report(result: ReplayResult) -> dict[str, Any]:
         "settings": {
             "mode": settings.mode,
             "image_stride": settings.image_stride,
-            "tolerances": dataclasses.asdict(settings.tolerances),
+            "tolerances": settings.tolerances.as_dict(),
             "hash": result.extra.get("settings_hash") or settings_hash(settings, result.profile.name),
             "stack": result.extra.get("stack", "installed"),
         },
@@ -245,9 +246,9 @@ def _write_plots(result: ReplayResult, out: Path) -> list[tuple[str, str]]:
     checks = {c.column: c for c in checks_for(result.profile, result.settings.tolerances, result.metrics)}
     first = result.verdict.first_divergence_step
     groups = {
-        "joints.png": ("State error per group (max |error|)", _state_panels(result, checks)),
-        "objects.png": ("Object errors (recorded vs replayed)", _object_panels(result, checks)),
-        "images.png": ("Image agreement (recorded vs replayed)", _image_panels(result, checks)),
+        "joints.png": ("State error per group (max |error|)", _panels(result, checks, "state")),
+        "objects.png": ("Object errors (recorded vs replayed)", _panels(result, checks, "objects")),
+        "images.png": ("Image agreement (recorded vs replayed)", _panels(result, checks, "images")),
     }
     written = []
     for name, (title, panels) in groups.items():
@@ -261,43 +262,36 @@ def _ylabel(text: str, check: Check | None) -> str:
     return f"{text} ({check.unit})" if check is not None and check.unit else text
 
 
-def _state_panels(result: ReplayResult, checks: dict[str, Check]) -> list:
+def _panels(result: ReplayResult, checks: dict[str, Check], panel: str) -> list:
+    """(title, y label, values, check, divergence step) per metric column shown on `panel`."""
     panels = []
-    for group in result.profile.state_groups:
-        column = f"group/{group}"
-        if column in result.metrics:
-            check = checks.get(column)
-            panels.append((group, _ylabel("max |error|", check), result.metrics[column], check,
-                           result.divergence.get(group)))
+    for col in _table_columns(result):
+        metric = col.metric
+        if metric.panel != panel or col.column not in result.metrics:
+            continue
+        check = checks.get(col.column)
+        values = np.asarray(result.metrics[col.column], dtype=np.float64)
+        if metric.cap is not None:
+            values = np.minimum(values, metric.cap)
+        title = col.group or f"{col.name} {metric.label}"
+        if panel == "images":
+            title = f"{col.name} {metric.label}" + (f" (capped at {metric.cap:g})" if metric.cap else "")
+        ylabel = metric.unit or metric.label
+        if panel == "state":
+            ylabel = _ylabel("max |error|", check)
+        elif panel == "objects":
+            ylabel = f"error ({metric.unit})" if metric.unit else "error"
+        panels.append((title, ylabel, values * metric.scale, check, result.divergence.get(col.group)
+                       if col.group else None))
     return panels
 
 
-def _object_panels(result: ReplayResult, checks: dict[str, Check]) -> list:
-    panels = []
-    position = sorted(c for c in result.metrics if c.startswith("object_err/"))
-    for column in position + sorted(c for c in result.metrics if c.startswith("object_angle_err_deg/")):
-        check = checks.get(column)
-        scale = check.scale if check else 1.0
-        unit = check.unit if check else ""
-        group = check.group if check else column
-        panels.append((group, f"error ({unit})" if unit else "error", result.metrics[column] * scale, check,
-                       result.divergence.get(group)))
-    return panels
+def _table_columns(result: ReplayResult) -> list:
+    from replay_check.families import family_of
 
-
-def _image_panels(result: ReplayResult, checks: dict[str, Check]) -> list:
-    panels = []
-    wanted = sorted(c for c in result.metrics if c.startswith("image/") and c.endswith(("/psnr", "/ssim")))
-    for column in wanted:
-        camera = column[len("image/"):].rsplit("/", 1)[0]
-        values = result.metrics[column]
-        if column.endswith("/psnr"):
-            capped = np.minimum(values, PSNR_CAP_DB)
-            panels.append((f"{camera} PSNR (capped at {PSNR_CAP_DB:g})", "dB", capped,
-                           checks.get(column), result.divergence.get(f"image/{camera}")))
-        else:
-            panels.append((f"{camera} SSIM", "SSIM", values, None, None))
-    return panels
+    declared = family_of(result.profile)
+    return columns_for(result.profile, object_units=declared.object_units, planar=declared.planar,
+                       cameras=sorted(result.profile.cameras))
 
 
 def format_cell(value: Any) -> str:
@@ -321,8 +315,8 @@ def _steps_near_divergence(result: ReplayResult, around: int = 3) -> list[str]:
     if first is None:
         return []
     k = result.settings.tolerances.consecutive_steps
-    names = [c for c in sorted(result.metrics)
-             if c.startswith(("group/", "object_err/", "object_angle_err_deg/")) or c.endswith("/psnr")]
+    checked = {col.column for col in _table_columns(result) if col.metric.group and col.metric.key != "unstable"}
+    names = [c for c in sorted(result.metrics) if c in checked]
     steps = _steps_to_show(result, first, k, around)
     rows = [[t, *(_finite_or_none(result.metrics[n][t]) for n in names)] for t in steps]
     return ["", f"## Steps around the first divergence (step {first})", "", *_table(["step", *names], rows)]

@@ -7,6 +7,7 @@ File shape (every key optional; unknown keys are an error naming them):
     [profiles.aloha-insertion]
     arm_rad = 0.03
     object_mm = 10.0
+    left_gripper = 0.2        # one state group, object ("object/peg") or camera ("image/<key>")
 """
 
 from __future__ import annotations
@@ -35,8 +36,16 @@ def load_thresholds(path: str | Path) -> dict[str, Any]:
     for name, values in profiles.items():
         if not isinstance(values, dict):
             raise ConfigError(f"thresholds file {path}: profiles.{name} must be a table")
-        Tolerances().override(values, source=f"{path} [profiles.{name}]")
+        Tolerances().override(values, source=f"{path} [profiles.{name}]", group_names=_group_names(name))
     return data
+
+
+def _group_names(profile_name: str) -> list[str]:
+    """The per-group keys a [profiles.<name>] section may use (none for an unknown profile)."""
+    from replay_check.profiles import available_profiles
+
+    profile = available_profiles().get(profile_name)
+    return profile.group_names() if profile else []
 
 
 def parse_tolerance_options(items: tuple[str, ...] | list[str]) -> dict[str, float]:
@@ -61,8 +70,9 @@ def tolerances_for(profile: Profile, thresholds: dict[str, Any] | None = None,
     if thresholds:
         tolerances = tolerances.override(thresholds.get("default", {}), source="thresholds [default]")
         tolerances = tolerances.override(
-            thresholds.get("profiles", {}).get(profile.name, {}), source=f"thresholds [profiles.{profile.name}]"
+            thresholds.get("profiles", {}).get(profile.name, {}), source=f"thresholds [profiles.{profile.name}]",
+            group_names=profile.group_names(),
         )
     if overrides:
-        tolerances = tolerances.override(overrides, source="--tolerance")
+        tolerances = tolerances.override(overrides, source="--tolerance", group_names=profile.group_names())
     return tolerances

@@ -29,6 +29,7 @@ import numpy as np
 import rerun as rr
 import rerun.blueprint as rrb
 
+from replay_check import metric_table as mt
 from replay_check.errors import ConfigError, ViewerError
 from replay_check.steps import ReplayResult, StepRecord
 
@@ -42,7 +43,6 @@ AXIS_COLORS = {"recorded": [(120, 160, 220), (70, 120, 190), (30, 70, 140)],
                "replayed": [(255, 190, 120), (245, 133, 24), (180, 80, 0)]}
 PALETTE = [(228, 26, 28), (55, 126, 184), (77, 175, 74), (152, 78, 163), (255, 127, 0), (166, 86, 40),
            (247, 129, 191), (153, 153, 153), (23, 190, 207), (188, 189, 34)]
-PSNR_CAP_DB = 100.0  # identical frames have PSNR +inf; plotted at this cap instead of leaving a gap
 WEB_PORT_DEFAULT = 9090
 GRPC_PORT_DEFAULT = 9876
 
@@ -81,18 +81,24 @@ def _joint_views(joint_groups: Mapping[str, Sequence[str]] | None) -> list[rrb.T
             for group, joints in joint_groups.items()]
 
 
+def _error_path(metric: mt.Metric, name: str = "") -> str:
+    return f"errors/{_column_path(metric.column(name))}"
+
+
 def _error_views(cameras: Sequence[str], groups: Sequence[str], objects: Sequence[str]) -> list[rrb.View]:
+    """One time-series view per metric-table view title; object units do not change paths."""
+    group_metric = mt.state_group_metric("arm")  # every kind writes group/<name>
+    position = mt.object_position_metric("m")
     views: list[rrb.View] = [
-        _series("state error (max |err| per group, RMS)",
-                [f"errors/group/{part(g)}" for g in groups] + ["errors/state_rms"]),
-        rrb.TimeSeriesView(name="joint |error|", origin="/errors/state_err"),
+        _series(group_metric.view, [_error_path(group_metric, g) for g in groups] + [_error_path(mt.STATE_RMS)]),
+        rrb.TimeSeriesView(name=mt.JOINT.view, origin="/" + _error_path(mt.JOINT).rstrip("/")),
     ]
     if objects:
-        views.append(_series("object error", [f"errors/object_err/{part(o)}" for o in objects]
-                             + [f"errors/object_angle_err_deg/{part(o)}" for o in objects]))
-    for metric, label in (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("mad", "mean |diff|")):
+        views.append(_series(position.view, [_error_path(position, o) for o in objects]
+                             + [_error_path(mt.OBJECT_ANGLE, o) for o in objects]))
+    for metric in (mt.IMAGE_PSNR, mt.IMAGE_SSIM, mt.IMAGE_MAD):
         if cameras:
-            views.append(_series(f"image {label}", [f"errors/image/{part(c)}/{metric}" for c in cameras]))
+            views.append(_series(metric.view, [_error_path(metric, c) for c in cameras]))
     return views
 
 
@@ -405,12 +411,13 @@ class RerunSink:
 
     def _send_metrics(self, columns: dict[str, np.ndarray], t: np.ndarray, ts: np.ndarray) -> None:
         errors = []
+        psnr = set(mt.named(columns, mt.IMAGE_PSNR).values())
         for column, all_values in columns.items():
             all_values = np.asarray(all_values, dtype=np.float64)
             inside = t < len(all_values)
             values = all_values[t[inside]]
-            if column.endswith("/psnr"):
-                values = np.where(np.isposinf(values), PSNR_CAP_DB, values)
+            if column in psnr:
+                values = np.where(np.isposinf(values), mt.PSNR_CAP_DB, values)
             keep = np.isfinite(values)
             if not keep.any():
                 continue

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from replay_check.cli.options import check_dataset_options, check_flag_needs, dataset_options, replay_options
+from replay_check.metric_table import SUMMARY_LINES
 from replay_check.pipeline import RerunOptions, RunRequest, run_episode
 
 
@@ -94,12 +95,8 @@ def outcome_lines(outcome) -> list[str]:
 
 
 def _summary_lines(summary: dict) -> list[str]:
-    keys = [("state_rmse", "state RMSE"), ("state_max_abs", "state max |error|"),
-            ("image_psnr_mean", "image PSNR mean (dB)"), ("image_ssim_mean", "image SSIM mean"),
-            ("object_position_error_mm_max", "object error max (mm)"),
-            ("replayed_success", "replayed success"), ("recorded_success", "recorded success")]
     lines = []
-    for key, label in keys:
+    for key, label in SUMMARY_LINES:
         value = summary.get(key)
         if value is None:
             continue
