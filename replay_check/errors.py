@@ -66,5 +66,11 @@ class WorkerError(OperationalError):
     """The simulator worker process of a stack crashed or stopped answering (an `error`, not bad input)."""
 
 
+
+
+class HubUnavailableError(HubError, OperationalError):
+    """The Hugging Face Hub did not answer, or a download was cut, and the cache cannot stand in (exit 3)."""
+
+
 class EstimationError(OperationalError):
     """The initial state could not be recovered (e.g. an object was not found in frame 0)."""

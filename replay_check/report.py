@@ -7,7 +7,7 @@ report.json (schema_version "1.0"; these keys are stable, more may be added):
 
     schema_version  "1.0"
     tool_version    replay-check version
-    dataset         {repo_id, root, revision, codebase_version, fps, name, id, fingerprint}
+    dataset         {repo_id, root, revision, codebase_version, fps, name, id, commit, fingerprint}
                     (id: "hub:<repo id>" or "local:<folder>"; fingerprint: sha256 of the episode's content)
     episode, length, task, profile
     versions        {mujoco, dm_control, gym_aloha, gym_pusht, pymunk, numpy, rerun_sdk, replay_check}
@@ -149,6 +149,7 @@ def build_report(result: ReplayResult) -> dict[str, Any]:
             "fps": meta.fps,
             "name": meta.name,
             "id": meta.identity,
+            "commit": meta.commit,
             "fingerprint": result.extra.get("fingerprint"),
         },
         "episode": result.episode_index,

@@ -11,7 +11,7 @@ import pytest
 
 from replay_check.dataset import hub, open_dataset
 from replay_check.dataset.reader import camera_spec, flatten_names
-from replay_check.errors import DatasetError, HubError, InputError, VideoError
+from replay_check.errors import DatasetError, HubError, HubUnavailableError, InputError, VideoError
 from tests.dataset_factory import feature_value, frame_value, write_dataset
 
 LENGTHS = (6, 4, 5)
@@ -193,6 +193,7 @@ def fake_hub(tmp_path: Path, monkeypatch) -> FakeHub:
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(hub, "hf_hub_download", fake.download)
     monkeypatch.setattr(hub, "list_repo_tree", fake.list_tree)
+    monkeypatch.setattr(hub, "hub_answers", lambda *a, **k: True)
     return fake
 
 
@@ -226,8 +227,9 @@ def test_hub_failure_becomes_one_line_hub_error(monkeypatch):
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(hub, "hf_hub_download", unreachable)
+    monkeypatch.setattr(hub, "hub_answers", lambda *a, **k: True)  # the probe passed, then the download failed
     with pytest.raises(
-        HubError,
+        HubUnavailableError,
         match=r"^cannot fetch meta/info\.json of dataset lerobot/pusht@v2\.1 .*"
         r"ConnectionError: Failed to resolve 'huggingface\.co'\)$",
     ):

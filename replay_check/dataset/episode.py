@@ -43,6 +43,7 @@ class DatasetMeta:
     tasks: tuple[str, ...]
     repo_id: str | None = None
     revision: str | None = None
+    commit: str | None = None  # the Hub commit the revision resolved to
 
     @property
     def camera_keys(self) -> tuple[str, ...]:

@@ -2,6 +2,11 @@
 
 The Hub side downloads through huggingface_hub's cache, so a file fetched once is reused (also
 offline) and an episode costs only its own data parquet and videos, not the whole repository.
+
+huggingface_hub retries a failed connection five times with back-off (~25 s) before it gives up or
+falls back to its cache. So the first call asks once, without retries and with a short timeout,
+whether the Hub answers at all; when it does not, every file comes from the cache (as with
+HF_HUB_OFFLINE=1) and a missing one fails at once, naming the endpoint.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from replay_check.errors import DatasetError, HubError
+from replay_check.errors import DatasetError, HubError, HubUnavailableError
 
 
 def hf_hub_download(*args, **kwargs) -> str:
@@ -31,6 +36,32 @@ def list_repo_tree(repo_id: str, path_in_repo: str, revision: str | None) -> lis
         repo_id, path_in_repo, recursive=True, revision=revision, repo_type="dataset"
     )
     return [e.path for e in entries if getattr(e, "size", None) is not None]
+
+
+# Seconds the reachability probe waits for the Hub (huggingface_hub's own default is 10 s, with retries).
+PROBE_TIMEOUT_S = 3.0
+
+
+def hub_endpoint() -> str:
+    """The Hub endpoint huggingface_hub talks to (HF_ENDPOINT, read at its import)."""
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
+def hub_answers(repo_id: str, relpath: str, revision: str | None, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether the Hub answers a HEAD for the file at all (any HTTP status counts), asked once, no retries."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError
+
+    url = hf_hub_url(repo_id, relpath, repo_type="dataset", revision=revision)
+    try:
+        get_hf_file_metadata(url, timeout=timeout)
+    except HfHubHTTPError:
+        return True  # it answered (404, 401, ...): the real call reports that
+    except Exception:  # noqa: BLE001  (connection refused, timeout, DNS, proxy: no answer)
+        return False
+    return True
 
 
 def hub_offline() -> bool:
@@ -93,6 +124,20 @@ class HubFiles:
         self.label = f"{repo_id}@{revision or 'main'}"
         self._paths: dict[str, Path] = {}
         self._snapshot: Path | None = None
+        self._unreachable: bool | None = None  # decided by the first probe
+
+    def _cache_only(self, relpath: str) -> bool:
+        """True when offline, or when the Hub did not answer the probe (made once, on the first file)."""
+        if hub_offline():
+            return True
+        if self._unreachable is None:
+            self._unreachable = not hub_answers(self.repo_id, relpath, self.revision)
+        return self._unreachable
+
+    @property
+    def commit(self) -> str | None:
+        """The commit the revision resolved to (the cache snapshot folder's name), once a file was fetched."""
+        return self._snapshot.name if self._snapshot is not None else None
 
     @property
     def root(self) -> Path:
@@ -115,7 +160,7 @@ class HubFiles:
 
     def list(self, folder: str, suffix: str) -> list[str]:
         """Ask the Hub for the listing; offline or unreachable, list what the cache snapshot holds."""
-        if not hub_offline():
+        if not self._cache_only(folder):
             try:
                 return sorted(
                     p for p in list_repo_tree(self.repo_id, folder, self.revision) if p.endswith(suffix)
@@ -136,15 +181,15 @@ class HubFiles:
                     relpath,
                     repo_type="dataset",
                     revision=self.revision,
-                    local_files_only=hub_offline(),
+                    local_files_only=self._cache_only(relpath),
                 )
             )
         except Exception as exc:  # noqa: BLE001  (huggingface_hub raises many types; all become one line)
-            reason, missing = _reason(exc)
-            kind = _NotOnHub if missing else HubError
+            reason, missing = _reason(exc, unreachable=bool(self._unreachable))
+            kind = _NotOnHub if missing else HubError if _is_user_side(exc) else HubUnavailableError
             raise kind(
                 f"cannot fetch {relpath} of dataset {self.label} from the Hugging Face Hub ({reason})"
-            ) from exc
+            ) from None
         if self._snapshot is None:
             self._snapshot = _snapshot_dir(local, relpath)
         return local
@@ -160,7 +205,16 @@ def _snapshot_dir(local: Path, relpath: str) -> Path:
     return local.parents[depth - 1]
 
 
-def _reason(exc: Exception) -> tuple[str, bool]:
+def _is_user_side(exc: Exception) -> bool:
+    """Failures the user can fix (gated, no permission, offline by choice) versus the network's."""
+    from huggingface_hub import errors
+
+    if isinstance(exc, errors.GatedRepoError):
+        return True
+    return isinstance(exc, errors.LocalEntryNotFoundError | errors.OfflineModeIsEnabled) and hub_offline()
+
+
+def _reason(exc: Exception, unreachable: bool = False) -> tuple[str, bool]:
     """A short reason for a failed Hub call, and whether it means 'does not exist'."""
     from huggingface_hub import errors
 
@@ -173,8 +227,10 @@ def _reason(exc: Exception) -> tuple[str, bool]:
     if isinstance(exc, errors.LocalEntryNotFoundError | errors.OfflineModeIsEnabled):
         if hub_offline():
             return "offline: HF_HUB_OFFLINE is set and the file is not in the cache", False
-        return "the Hub is unreachable and the file is not in the cache", False
+        return f"the Hub at {hub_endpoint()} is unreachable and the file is not in the cache", False
     if isinstance(exc, errors.EntryNotFoundError | errors.RemoteEntryNotFoundError):
         return "no such file in the repository", True
+    if isinstance(exc, OSError) and "Consistency check failed" in str(exc):
+        return "the download was cut short; run again to fetch it", False
     first_line = (str(exc).strip().splitlines() or [""])[0]
     return f"{type(exc).__name__}: {first_line}", False

@@ -226,6 +226,7 @@ def open_dataset(
         tasks=tuple(tasks[i] for i in sorted(tasks)),
         repo_id=repo_id,
         revision=revision,
+        commit=getattr(files, "commit", None),
     )
     return LeRobotDataset(files, info, meta, locations, tasks)
 
