@@ -57,6 +57,9 @@ class RunRequest:
     video: Path | None = None
     env_state_from: str | None = None
     plots: bool = True
+    stack: str | None = None  # None or "installed": this environment, in process; else a worker on that stack
+    offline: bool = False  # build stacks from uv's cache only
+    extra_sinks: tuple[Sink, ...] = ()  # more sinks (e.g. a stack comparison's trajectory recorder)
 
 
 @dataclass
@@ -111,6 +114,13 @@ STACK_INSTALLED = "installed"
 def episode_report_dir(report_dir: Path, dataset_folder: str, episode: int) -> Path:
     """<report dir>/<DatasetMeta.report_name>/episode_<NNNNNN>."""
     return Path(report_dir) / dataset_folder / f"episode_{episode:06d}"
+
+
+def report_name(dataset_folder: str, stack: str | None) -> str:
+    """The dataset's report folder: `<report_name>` on this environment, `<report_name>@<stack>` on another stack."""
+    if stack in (None, STACK_INSTALLED):
+        return dataset_folder
+    return f"{dataset_folder}@{''.join(c if c.isalnum() or c in '-.=,+' else '_' for c in stack)}"
 
 
 def resolve_settings(meta: DatasetMeta, profile: Profile, *, mode: str, image_stride: int,
@@ -184,6 +194,24 @@ def check_outputs(request: RunRequest) -> None:
         check_video_path("--video", request.video)
 
 
+def stack_name(request_stack: str | None, profile: Profile) -> str:
+    """The stack's own name (`recorded` resolved through the profile); STACK_INSTALLED when none was asked for."""
+    if request_stack in (None, STACK_INSTALLED):
+        return STACK_INSTALLED
+    from replay_check.stacks import resolve_name
+
+    return resolve_name(request_stack, recorded=profile.recorded_stack).name
+
+
+def _stack_adapter(request: RunRequest, episode: Episode, profile: Profile):
+    """(a proxy adapter, or None for the engine's in-process one; the StackInfo) for request.stack."""
+    from replay_check.replay import sim_spec
+    from replay_check.stacks.runner import open_adapter
+
+    return open_adapter(request.stack or STACK_INSTALLED, sim_spec(episode, profile),
+                        recorded=profile.recorded_stack, offline=request.offline)
+
+
 def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None = None) -> RunOutcome:
     """Replay one episode and write its report folder plus the requested recording/video.
 
@@ -193,7 +221,8 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
     check_outputs(request)
     episode, profile, settings = prepare(request)
     fingerprint = episode_fingerprint(episode)
-    out_dir = episode_report_dir(request.report_dir, episode.meta.report_name, episode.index)
+    stack_used = stack_name(request.stack, profile)
+    out_dir = episode_report_dir(request.report_dir, report_name(episode.meta.report_name, stack_used), episode.index)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     rrd_final: Path | None = None
     rrd_tmp: Path | None = None
@@ -208,18 +237,27 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
     rerun_sink = None
     try:
         sinks, rerun_sink = _sinks(request, episode, profile, rrd_tmp)
+        sinks += list(request.extra_sinks)
+        adapter = None
         try:
-            result = replay_episode(episode, profile, settings, sinks=sinks, progress=progress)
+            adapter, stack = _stack_adapter(request, episode, profile)
+            result = replay_episode(episode, profile, settings, sinks=sinks, progress=progress, adapter=adapter)
         except BaseException:
             for sink in sinks:
                 abort = getattr(sink, "abort", None) or getattr(sink, "close", None)
                 if abort:
                     abort()
             raise
+        finally:
+            if adapter is not None:
+                adapter.close()
+        if not stack.in_process:
+            result.versions = dict(stack.versions)
+        result.stack = stack.to_dict()
         result.extra["settings_hash"] = settings_hash(settings, profile.name)
         result.extra["dataset_revision"] = request.revision
         result.extra["fingerprint"] = fingerprint
-        result.extra["stack"] = STACK_INSTALLED
+        result.extra["stack"] = stack.name
         result.extra["artifacts"] = {
             "recording": str(rrd_final) if rrd_final else None,
             "video": str(request.video) if request.video else None,

@@ -106,6 +106,7 @@ class Profile:
     estimate_from: str | None = None
     recorded_success_default: bool | None = None
     family_module: str | None = None  # module declaring the `adapter` family, when outside the package
+    recorded_stack: str | None = None  # the stack the family's public datasets were recorded on ([stack] recorded)
     path: Path | None = None
 
     def group_names(self) -> list[str]:
@@ -155,6 +156,7 @@ def load_profile(path: Path) -> Profile:
             estimate_from=data.get("initial_state", {}).get("estimate_from"),
             recorded_success_default=data.get("success", {}).get("recorded_default"),
             family_module=data.get("family_module"),
+            recorded_stack=data.get("stack", {}).get("recorded"),
             path=Path(path),
         )
     except KeyError as exc:

@@ -181,6 +181,10 @@ def build_report(result: ReplayResult) -> dict[str, Any]:
         "divergence_details": _divergence_details(result),
         "extra": {k: v for k, v in result.extra.items() if k not in _LIFTED_EXTRA},
     }
+    if result.stack is not None:
+        report["stack"] = result.stack
+    if result.stacks is not None:
+        report["stacks"] = result.stacks
     return jsonable(report)
 
 

@@ -69,6 +69,8 @@ class ReplayResult:
     versions: dict[str, str]
     task: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    stack: dict[str, Any] | None = None  # the stack replayed on: name, versions, in_process (stacks.runner)
+    stacks: dict[str, Any] | None = None  # a multi-stack comparison (stacks.compare), when one was made
 
 
 class Sink(Protocol):

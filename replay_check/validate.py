@@ -29,7 +29,15 @@ from replay_check import __version__
 from replay_check.batch_report import EpisodeEntry, build_summary, entry_from_report, write_atomic, write_summary
 from replay_check.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OPERATIONAL, InputError, ReplayCheckError
 from replay_check.fingerprint import episode_fingerprint
-from replay_check.pipeline import STACK_INSTALLED, RunRequest, dataset_source, episode_report_dir, resolve_settings
+from replay_check.pipeline import (
+    STACK_INSTALLED,
+    RunRequest,
+    dataset_source,
+    episode_report_dir,
+    report_name,
+    resolve_settings,
+    stack_name,
+)
 from replay_check.profiles import select_profile
 from replay_check.report import settings_hash, versions
 
@@ -55,6 +63,8 @@ class ValidateRequest:
     timeout: float | None = None  # seconds per episode
     force: bool = False
     plots: bool = True
+    stack: str | None = None  # physics stack the episodes replay on (None: this environment)
+    offline: bool = False
 
 
 @dataclass(frozen=True)
@@ -173,14 +183,23 @@ def _plan(request: ValidateRequest) -> _Plan:
     digest = settings_hash(settings, profile.name)
     revision = dataset.meta.revision or request.revision
     meta = dataset.meta
+    stack = stack_name(request.stack, profile)
+    folder = report_name(meta.report_name, stack)
+    stack_versions = versions()
+    if stack != STACK_INSTALLED:  # built here, once, before the workers start
+        from replay_check.stacks import build, resolve_name
+        from replay_check.stacks.runner import report_versions
+
+        built = build(resolve_name(request.stack, recorded=profile.recorded_stack), offline=request.offline)
+        stack_versions = report_versions(built.versions)
     return _Plan(
         dataset={"name": meta.name, "repo_id": meta.repo_id, "root": str(meta.root), "revision": revision,
-                 "id": meta.identity, "folder": meta.report_name},
+                 "id": meta.identity, "folder": folder},
         settings={"profile": profile.name, "mode": mode, "image_stride": request.image_stride, "hash": digest,
-                  "stack": STACK_INSTALLED},
-        key=BatchKey(revision, __version__, digest, STACK_INSTALLED, tuple(sorted(versions().items()))),
+                  "stack": stack},
+        key=BatchKey(revision, __version__, digest, stack, tuple(sorted(stack_versions.items()))),
         episodes=episodes,
-        out_dir=Path(request.report_dir) / meta.report_name,
+        out_dir=Path(request.report_dir) / folder,
         fingerprint=lambda index: episode_fingerprint(dataset.episode(index)),
     )
 
@@ -340,7 +359,7 @@ class _Batch:
         return RunRequest(root=r.root, repo_id=r.repo_id, revision=r.revision, episode=episode, profile=r.profile,
                           mode=r.mode, image_stride=r.image_stride, thresholds=r.thresholds,
                           tolerance_overrides=dict(r.tolerance_overrides), report_dir=Path(r.report_dir),
-                          rerun=None, plots=r.plots)
+                          rerun=None, plots=r.plots, stack=r.stack, offline=r.offline)
 
     def launch(self, episode: int) -> None:
         receive, send = self.context.Pipe(duplex=False)

@@ -46,9 +46,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from replay_check.cli import info, record, run, stacks, validate, view
+    from replay_check.cli import bisect, info, record, run, stacks, validate, view
 
-    for module in (run, record, info, validate, view, stacks):
+    for module in (run, record, info, validate, view, stacks, bisect):
         cli.add_command(module.command)
 
 

@@ -31,9 +31,13 @@ from replay_check.pipeline import RerunOptions, RunRequest, run_episode
 @click.option("--video", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write a side-by-side recorded | replayed | diff MP4.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots in report.md.")
+@click.option("--stack", "stacks", multiple=True, metavar="NAME|PINS",
+              help="Replay on this physics stack (installed, aloha-2023, recorded, \"mujoco==3.3.0\", ...); "
+                   "repeat to compare stacks.")
+@click.option("--offline", is_flag=True, help="Build stacks from uv's cache only (also: UV_OFFLINE=1).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def command(root, repo_id, revision, episode, replay, env_state_from, rrd, no_rerun, spawn, serve, web_port,
-            grpc_port, jpeg_quality, raw_images, video, no_plots, quiet):
+            grpc_port, jpeg_quality, raw_images, video, no_plots, stacks, offline, quiet):
     """Replay one recorded episode in its simulator and report where it diverges.
 
     With no --root or --repo-id, replays the sample episode shipped with replay-check (no network).
@@ -45,6 +49,7 @@ def command(root, repo_id, revision, episode, replay, env_state_from, rrd, no_re
       replay-check run --repo-id lerobot/aloha_sim_insertion_human --episode 0
       replay-check run --root data/my_pusht --episode 3 --mode state
       replay-check run --root data/my_aloha --image-stride 5 --video ep0.mp4 --spawn
+      replay-check run --root data/my_aloha --mode state --stack installed --stack aloha-2023
     """
     check_dataset_options(root, repo_id, revision)
     check_flag_needs({"--web-port": web_port, "--grpc-port": grpc_port}, "--serve", serve)
@@ -62,7 +67,12 @@ def command(root, repo_id, revision, episode, replay, env_state_from, rrd, no_re
         video=video,
         env_state_from=env_state_from,
         plots=not no_plots,
+        stack=stacks[0] if len(stacks) == 1 else None,
+        offline=offline,
     )
+    if len(stacks) > 1:
+        _run_stacks(request, list(stacks), quiet)
+        return
     with _progress_bar(quiet) as progress:
         outcome = run_episode(request, progress=progress)
     for line in outcome_lines(outcome):
@@ -74,10 +84,40 @@ def command(root, repo_id, revision, episode, replay, env_state_from, rrd, no_re
         click.echo(f"video: {outcome.video_path}")
     if outcome.viewer_url:
         click.echo(f"viewer: {outcome.viewer_url}")
+    hint = recorded_stack_hint(outcome, request.stack)
+    if hint:
+        click.echo(hint, err=True)
     if outcome.viewer is not None:
         click.echo("viewer is live; press Ctrl-C to stop", err=True)
         outcome.viewer.block_until_interrupted()
     sys.exit(1 if outcome.result.verdict.status == "fail" else 0)
+
+
+def recorded_stack_hint(outcome, stack: str | None) -> str | None:
+    """After a FAIL on this environment: how to replay on the stack the dataset's profile says it was recorded on."""
+    recorded = outcome.result.profile.recorded_stack
+    if outcome.result.verdict.status != "fail" or stack not in (None, "installed") or not recorded:
+        return None
+    return (f"hint: {outcome.result.profile.name} data were recorded on stack {recorded}; check whether it "
+            f"reproduces there: add --stack recorded (or --stack installed --stack recorded to compare)")
+
+
+def _run_stacks(request: RunRequest, names: list[str], quiet: bool) -> None:
+    from replay_check.stacks.multi import run_on_stacks
+
+    with _progress_bar(quiet) as progress:
+        both = run_on_stacks(request, names, progress=progress)
+    for outcome, entry in zip(both.outcomes, both.section["stacks"], strict=True):
+        click.echo(f"== stack {entry['label']}")
+        for line in outcome_lines(outcome):
+            click.echo(line)
+        click.echo(f"report: {outcome.report_dir}")
+        parts = entry.get("parts_from")
+        if parts:
+            where = parts["first_step"]
+            click.echo(f"replay parts from {parts['stack']}'s: " + ("never" if where is None else f"at step {where}"))
+    click.echo(f"conclusion: {both.conclusion}")
+    sys.exit(1 if any(o.result.verdict.status == "fail" for o in both.outcomes) else 0)
 
 
 def outcome_lines(outcome) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import click
@@ -22,8 +23,12 @@ from replay_check.validate import ProgressLine, ValidateRequest, validate_datase
 @click.option("--force", is_flag=True, help="Redo episodes that already have a report with the same settings.")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots in each episode's report.md.")
+@click.option("--stack", "stacks", multiple=True, metavar="NAME|PINS",
+              help="Replay on this physics stack (repeat: one batch and summary per stack).")
+@click.option("--offline", is_flag=True, help="Build stacks from uv's cache only (also: UV_OFFLINE=1).")
 @click.option("-q", "--quiet", is_flag=True, help="No live progress line.")
-def command(root, repo_id, revision, episodes, replay, workers, timeout, force, strict, no_plots, quiet):
+def command(root, repo_id, revision, episodes, replay, workers, timeout, force, strict, no_plots, stacks, offline,
+            quiet):
     """Validate many episodes of a dataset and write summary.json/md/html and junit.xml.
 
     Each episode runs in its own process; a crash or timeout marks that episode "error" and the rest go
@@ -35,6 +40,7 @@ def command(root, repo_id, revision, episodes, replay, workers, timeout, force, 
     Examples:
       replay-check validate --repo-id lerobot/aloha_sim_insertion_human --episodes 0:10 --mode state
       replay-check validate --root data/pusht --workers 2 --thresholds thresholds.toml --strict
+      replay-check validate --root data/aloha --mode state --stack installed --stack aloha-2023
     """
     check_dataset_options(root, repo_id, revision)
     request = ValidateRequest(
@@ -47,7 +53,15 @@ def command(root, repo_id, revision, episodes, replay, workers, timeout, force, 
         timeout=timeout,
         force=force,
         plots=not no_plots,
+        offline=offline,
     )
+    codes = [_validate_one(dataclasses.replace(request, stack=stack), quiet, strict, len(stacks) > 1)
+             for stack in (stacks or (None,))]
+    sys.exit(next((code for code in (130, 1, 3) if code in codes), 0))  # interrupted > fail > error
+
+
+def _validate_one(request: ValidateRequest, quiet: bool, strict: bool, label: bool) -> int:
+    """One batch (one stack): run it, print its counts and failures; returns its exit code."""
     progress = None if quiet or not sys.stderr.isatty() else ProgressLine(sys.stderr)
     try:
         batch = validate_dataset(request, on_event=progress)
@@ -58,7 +72,8 @@ def command(root, repo_id, revision, episodes, replay, workers, timeout, force, 
         if progress is not None:
             progress.close()
     c = batch.counts
-    click.echo(f"{batch.summary['dataset']['name']}: {c['total']} episodes: {c['pass']} pass, {c['warn']} warn, "
+    on = f" on stack {request.stack}" if label else ""
+    click.echo(f"{batch.summary['dataset']['name']}{on}: {c['total']} episodes: {c['pass']} pass, {c['warn']} warn, "
                f"{c['fail']} fail, {c['error']} error, {c['skipped']} skipped "
                f"({batch.summary['run']['resumed']} reused from earlier runs)")
     for entry in batch.summary["episodes"]:
@@ -70,4 +85,4 @@ def command(root, repo_id, revision, episodes, replay, workers, timeout, force, 
     if batch.interrupted:
         click.echo("interrupted: the summary lists what finished; re-run the same command to resume", err=True)
     click.echo(f"summary: {batch.paths['html']}")
-    sys.exit(batch.exit_code(strict))
+    return batch.exit_code(strict)

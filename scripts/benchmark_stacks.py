@@ -1,0 +1,85 @@
+"""Cost of running the simulator in a worker process (a benchmark, not a test).
+
+    python scripts/benchmark_stacks.py                             # the embedded sample episode
+    python scripts/benchmark_stacks.py --root DATASET --episode 0 [--stack aloha-2023] [--image-steps 100]
+
+Replays the same episode from the same initial state in process and through a ProxyAdapter (a worker on this
+environment's interpreter, and optionally on a built stack), in state mode and in image mode, and prints seconds,
+ms/step and the worker/in-process ratio. Initial-state estimation (renders through the adapter) is timed too.
+Everything runs in one process, one after the other, so the ratios are comparable on a loaded machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+
+import replay_check  # noqa: F401  (GL backend)
+from replay_check.initial_state import recover_initial_state
+from replay_check.pipeline import RunRequest, prepare
+from replay_check.replay import replay_episode, sim_spec
+from replay_check.sims import make_adapter
+from replay_check.stacks.runner import open_adapter, slot_bytes
+from replay_check.worker.proxy import ProxyAdapter
+
+
+def timed_replay(episode, profile, settings, initial, adapter) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = replay_episode(episode, profile, settings, adapter=adapter, initial_state=initial)
+    return time.perf_counter() - start, result
+
+
+def adapters(episode, profile, stack: str | None):
+    spec = sim_spec(episode, profile)
+    yield "in-process", make_adapter(spec)
+    yield "worker (installed)", ProxyAdapter(sys.executable, spec, slot_bytes=slot_bytes(spec), isolated=False)
+    if stack:
+        adapter, _ = open_adapter(stack, spec, progress=lambda text: print(text, file=sys.stderr))
+        yield f"worker ({stack})", adapter
+
+
+def truncate(episode, steps: int | None):
+    if not steps or steps >= episode.length:
+        return episode
+    return dataclasses.replace(episode, length=steps, state=episode.state[:steps], action=episode.action[:steps],
+                               timestamps=episode.timestamps[:steps])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default=None)
+    parser.add_argument("--episode", type=int, default=0)
+    parser.add_argument("--stack", default=None, help="also time a worker on this built stack")
+    parser.add_argument("--image-steps", type=int, default=None, help="replay only the first N steps in image mode")
+    args = parser.parse_args()
+    rows = []
+    for mode in ("state", "images"):
+        episode, profile, settings = prepare(RunRequest(root=args.root, episode=args.episode, mode=mode))
+        if mode == "images":
+            episode = truncate(episode, args.image_steps)
+        baseline = None
+        initial = None
+        for name, adapter in adapters(episode, profile, args.stack):
+            try:
+                start = time.perf_counter()
+                estimated = recover_initial_state(episode, profile, adapter)
+                estimate_s = time.perf_counter() - start
+                initial = initial or estimated
+                replay_episode(episode, profile, settings, adapter=adapter, initial_state=initial)  # warm up GL
+                seconds, result = timed_replay(episode, profile, settings, initial, adapter)
+            finally:
+                adapter.close()
+            baseline = baseline or seconds
+            rows.append((mode, name, episode.length, seconds, 1000 * seconds / episode.length, seconds / baseline,
+                         estimate_s, result.verdict.status, result.summary.get("replayed_success")))
+    print(f"{'mode':<7} {'adapter':<24} {'steps':>5} {'replay s':>9} {'ms/step':>8} {'ratio':>6} "
+          f"{'estimate s':>10}  verdict / success")
+    for mode, name, steps, seconds, per_step, ratio, estimate_s, status, success in rows:
+        print(f"{mode:<7} {name:<24} {steps:>5} {seconds:>9.2f} {per_step:>8.2f} {ratio:>6.2f} {estimate_s:>10.2f}  "
+              f"{status} / {success}")
+
+
+if __name__ == "__main__":
+    main()
