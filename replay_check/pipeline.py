@@ -60,6 +60,7 @@ class RunRequest:
     stack: str | None = None  # None or "installed": this environment, in process; else a worker on that stack
     offline: bool = False  # build stacks from uv's cache only
     extra_sinks: tuple[Sink, ...] = ()  # more sinks (e.g. a stack comparison's trajectory recorder)
+    render_workers: int | None = None  # image mode's render processes; None: one per core, 0: serial
 
 
 @dataclass
@@ -241,7 +242,8 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
         adapter = None
         try:
             adapter, stack = _stack_adapter(request, episode, profile)
-            result = replay_episode(episode, profile, settings, sinks=sinks, progress=progress, adapter=adapter)
+            result = replay_episode(episode, profile, settings, sinks=sinks, progress=progress, adapter=adapter,
+                                    render_workers=request.render_workers)
         except BaseException:
             for sink in sinks:
                 abort = getattr(sink, "abort", None) or getattr(sink, "close", None)

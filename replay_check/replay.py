@@ -8,6 +8,7 @@ actions 0..t-1, so step 0 checks the restored initial state itself.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -19,12 +20,14 @@ from replay_check.errors import InputError
 from replay_check.families import family_of
 from replay_check.initial_state import FrameObjectMeter, object_measure, recover_initial_state
 from replay_check.profiles import Profile
+from replay_check.render_workers import RenderWorkers, auto_worker_count
 from replay_check.report import versions
 from replay_check.sims import make_adapter
-from replay_check.sims.base import InitialState, Pose, SimAdapter, SimSpec
+from replay_check.sims.base import InitialState, Pose, SimAdapter, SimObservation, SimSpec
 from replay_check.steps import ReplayResult, ReplaySettings, Sink, StepRecord
 
 Progress = Callable[[int, int], None]
+PIPELINE_DEPTH_PER_WORKER = 2  # steps the physics side may run ahead of the comparison, per render worker
 
 
 def validate_episode(episode: Episode, profile: Profile, settings: ReplaySettings) -> list[str]:
@@ -78,6 +81,7 @@ class _Timer:
     """Accumulates wall time per phase, for the benchmark's per-step breakdown."""
 
     totals: dict[str, float] = field(default_factory=dict)
+    loop: dict[str, float | None] = field(default_factory=dict)  # the step loop's wall and CPU seconds
 
     def add(self, phase: str, since: float) -> float:
         now = time.perf_counter()
@@ -106,20 +110,34 @@ def replay_episode(
     adapter: SimAdapter | None = None,
     initial_state: InitialState | None = None,
     progress: Progress | None = None,
+    render_workers: int | None = None,
 ) -> ReplayResult:
-    """Replay `episode` in the profile's simulator and return its metrics, divergences and verdict."""
+    """Replay `episode` in the profile's simulator and return its metrics, divergences and verdict.
+
+    `render_workers`: processes rendering the compared frames while this one steps ahead (None: one
+    per core, 0: render here, in step order). The result is the same either way, bit for bit.
+    """
     settings = settings or ReplaySettings(tolerances=profile.tolerances)
     cameras = validate_episode(episode, profile, settings)
     own_adapter = adapter is None
     adapter = adapter or adapter_for(episode, profile)
     timer = _Timer()
+    workers = None
     try:
+        # Started first, so the workers load and warm up while the initial state is estimated.
+        workers = _render_workers(episode, profile, cameras, adapter, render_workers)
         start = time.perf_counter()
         initial = initial_state or recover_initial_state(episode, profile, adapter)
         timer.add("initial_state", start)
         adapter.restore(initial)
-        columns, offsets, final = _run_steps(episode, profile, settings, adapter, cameras, sinks, timer, progress)
+        if workers is not None:
+            workers.ready()
+            timer.add("render_workers_start", start)
+        columns, offsets, final = _run_steps(episode, profile, settings, adapter, cameras, sinks, timer, progress,
+                                             workers)
     finally:
+        if workers is not None:
+            workers.close()
         if own_adapter:
             adapter.close()
     result = _conclude(episode, profile, settings, initial, columns, offsets, final, timer)
@@ -128,8 +146,41 @@ def replay_episode(
     return result
 
 
+def _render_workers(episode: Episode, profile: Profile, cameras: Sequence[str], adapter: SimAdapter,
+                    count: int | None) -> RenderWorkers | None:
+    """Render workers for the compared cameras, on the adapter's own interpreter (a stack's, for a proxy)."""
+    count = auto_worker_count() if count is None else count
+    if count < 0:
+        raise InputError(f"render workers must be >= 0, got {count}")
+    if not cameras or count == 0:
+        return None
+    spec = sim_spec(episode, profile)
+    return RenderWorkers(spec, count, depth=PIPELINE_DEPTH_PER_WORKER * count + 2,
+                         python=getattr(adapter, "python", None), isolated=getattr(adapter, "isolated", False))
+
+
 def _frame_streams(episode: Episode, cameras: Sequence[str]) -> dict[str, Iterator[np.ndarray]]:
     return {key: iter(episode.cameras[key].iter_frames(0)) for key in cameras}
+
+
+@dataclass
+class _Stepped:
+    """One step as the physics side produced it, waiting for its frames and comparison."""
+
+    t: int
+    action: np.ndarray | None
+    sim: SimObservation
+    keys: list[str]  # dataset cameras compared at this step
+    frames: dict[str, np.ndarray] | None  # rendered in process (serial); None: the workers have them
+
+
+def _loop_usage(workers: RenderWorkers | None) -> tuple[float | None, float | None]:
+    """(CPU seconds of this process plus its render workers so far, the workers' summed peak RSS in MB)."""
+    own = time.process_time()
+    if workers is None:
+        return own, None
+    stats = workers.stats()
+    return (None if stats["cpu_s"] is None else own + stats["cpu_s"]), stats["peak_rss_mb"]
 
 
 def _run_steps(
@@ -141,46 +192,106 @@ def _run_steps(
     sinks: Sequence[Sink],
     timer: _Timer,
     progress: Progress | None,
-) -> dict[str, np.ndarray]:
+    workers: RenderWorkers | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, alignment.FrameOffset], dict[str, float]]:
+    """Step physics, render, compare and log every step.
+
+    Serially (no workers) each step is rendered and compared before the next physics step. With
+    workers, the physics side runs up to `workers.depth` steps ahead of the comparison side and
+    hands each step's snapshot to the workers; both sides see the same states in the same order.
+    """
     length = episode.length
-    state_names = list(episode.state_names or [f"state_{i}" for i in range(episode.state.shape[1])])
-    streams = _frame_streams(episode, cameras)
-    measure: FrameObjectMeter | None = None
-    objects_from_env = family_of(profile).objects_from_environment_state
-    if episode.environment_state is None and cameras:
-        measure = object_measure(episode, profile, adapter)
-    planar = family_of(profile).planar
-    opening: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {key: ([], []) for key in cameras}
-    rows: list[dict[str, float]] = []
+    compare = _Comparer(episode, profile, adapter, cameras, settings.image_stride, sinks, timer, progress)
+    depth = workers.depth if workers is not None else 0
+    pending: deque[_Stepped] = deque()
+    wall0, (cpu0, _) = time.perf_counter(), _loop_usage(workers)
+    final: dict[str, float] = {}
     for t in range(length):
         tick = time.perf_counter()
         action = None
         if t > 0:
             action = episode.action[t - 1]
             sim = adapter.step(action)
-            tick = timer.add("physics", tick)
         else:
             sim = adapter.observe()
-        compare_images = bool(cameras) and t % settings.image_stride == 0
+        keys = list(cameras) if cameras and t % settings.image_stride == 0 else []
+        tick = timer.add("physics", tick)
+        frames = None
+        if workers is None:
+            frames = {key: adapter.render(profile.cameras[key]) for key in keys}
+            timer.add("render", tick)
+        elif keys:
+            workers.submit(t, adapter.snapshot(), [profile.cameras[key] for key in keys])
+            timer.add("submit", tick)
+        pending.append(_Stepped(t, action, sim, keys, frames))
+        while len(pending) > depth:
+            compare.step(pending.popleft(), workers)
+        if sim.unstable:
+            break
+    else:
+        # The last row's action has no row after it, but its outcome is recorded (next.reward/success).
+        last = adapter.step(episode.action[length - 1])
+        final = {"reward": last.reward, "success": float(last.success)}
+    while pending:
+        compare.step(pending.popleft(), workers)
+    cpu1, workers_peak = _loop_usage(workers)
+    timer.loop = {"wall_s": time.perf_counter() - wall0,
+                  "cpu_s": None if cpu0 is None or cpu1 is None else cpu1 - cpu0,
+                  "render_workers": workers.count if workers is not None else 0,
+                  "workers_peak_rss_mb": workers_peak}
+    return _to_columns(compare.rows, length), _frame_offsets(compare.opening), final
+
+
+class _Comparer:
+    """The comparison side of the step loop: decode, measure objects, metrics, sinks, in step order."""
+
+    def __init__(self, episode: Episode, profile: Profile, adapter: SimAdapter, cameras: Sequence[str], stride: int,
+                 sinks: Sequence[Sink], timer: _Timer, progress: Progress | None):
+        self.episode, self.profile, self.sinks, self.timer, self.progress = episode, profile, sinks, timer, progress
+        self.cameras = list(cameras)
+        self.state_names = list(episode.state_names or [f"state_{i}" for i in range(episode.state.shape[1])])
+        self.streams = _frame_streams(episode, cameras)
+        self.measure: FrameObjectMeter | None = None
+        family = family_of(profile)
+        self.objects_from_env = family.objects_from_environment_state
+        self.planar = family.planar
+        if episode.environment_state is None and cameras:
+            self.measure = object_measure(episode, profile, adapter)
+        self.opening: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {key: ([], []) for key in cameras}
+        self.stride = stride
+        self.rows: list[dict[str, float]] = []
+
+    def step(self, stepped: _Stepped, workers: RenderWorkers | None) -> None:
+        episode, profile, timer = self.episode, self.profile, self.timer
+        t, sim, length = stepped.t, stepped.sim, episode.length
+        tick = time.perf_counter()
         recorded_frames: dict[str, np.ndarray] = {}
-        for key, stream in streams.items():
+        for key, stream in self.streams.items():
             frame = next(stream, None)  # decode every frame: sources are sequential
             if frame is None:
                 raise InputError(f"camera {key!r} ran out of frames at frame {t} of {length}")
-            if compare_images:
+            if key in stepped.keys:
                 recorded_frames[key] = frame
         tick = timer.add("decode", tick)
-        replayed_frames = {key: adapter.render(profile.cameras[key]) for key in recorded_frames}
-        tick = timer.add("render", tick)
-        if settings.image_stride == 1 and t < alignment.WINDOW:
+        replayed_frames = stepped.frames
+        if replayed_frames is None:
+            replayed_frames = {}
+            if stepped.keys:
+                done, by_camera = workers.collect()
+                if done != t:
+                    raise RuntimeError(f"render workers returned step {done}'s frames for step {t}")
+                replayed_frames = {key: by_camera[profile.cameras[key]] for key in stepped.keys}
+            tick = timer.add("render", tick)
+        if self.stride == 1 and t < alignment.WINDOW:
             for key, frame in recorded_frames.items():
-                opening[key][0].append(alignment.thumbnail(frame))
-                opening[key][1].append(alignment.thumbnail(replayed_frames[key]))
+                self.opening[key][0].append(alignment.thumbnail(frame))
+                self.opening[key][1].append(alignment.thumbnail(replayed_frames[key]))
 
         recorded_poses: dict[str, Pose | None] | None = None
         replayed_poses: dict[str, Pose | None] = dict(sim.objects)
+        measure = self.measure
         if episode.environment_state is not None:
-            recorded_poses = dict(objects_from_env(episode.environment_state[t], profile.objects))
+            recorded_poses = dict(self.objects_from_env(episode.environment_state[t], profile.objects))
         elif measure is not None and measure.camera in recorded_frames:
             recorded_poses = measure.measure(recorded_frames[measure.camera])
             if measure.symmetric:
@@ -193,11 +304,11 @@ def _run_steps(
             timestamp=float(episode.timestamps[t]),
             recorded_state=episode.state[t],
             replayed_state=sim.state,
-            action=action,
+            action=stepped.action,
             replayed_objects=_positions(replayed_poses) or {},
             recorded_objects=_positions(recorded_poses),
-            recorded_object_angles=_planar_angles(recorded_poses) if planar else None,
-            replayed_object_angles=_planar_angles(replayed_poses) if planar else None,
+            recorded_object_angles=_planar_angles(recorded_poses) if self.planar else None,
+            replayed_object_angles=_planar_angles(replayed_poses) if self.planar else None,
             recorded_frames=recorded_frames,
             replayed_frames=replayed_frames,
             reward=sim.reward,
@@ -206,22 +317,15 @@ def _run_steps(
             recorded_success=None if episode.success is None or t == 0 else bool(episode.success[t - 1]),
             unstable=sim.unstable,
         )
-        row = metrics.step_metrics(step, state_names=state_names, groups=profile.state_groups, cameras=cameras)
+        row = metrics.step_metrics(step, state_names=self.state_names, groups=profile.state_groups,
+                                   cameras=self.cameras)
         tick = timer.add("metrics", tick)
-        rows.append(row)
-        for sink in sinks:
+        self.rows.append(row)
+        for sink in self.sinks:
             sink.on_step(step, row)
         timer.add("sinks", tick)
-        if progress:
-            progress(t + 1, length)
-        if step.unstable:
-            break
-    else:
-        # The last row's action has no row after it, but its outcome is recorded (next.reward/success).
-        last = adapter.step(episode.action[length - 1])
-        final = {"reward": last.reward, "success": float(last.success)}
-        return _to_columns(rows, length), _frame_offsets(opening), final
-    return _to_columns(rows, length), _frame_offsets(opening), {}
+        if self.progress:
+            self.progress(t + 1, length)
 
 
 def _frame_offsets(opening: dict[str, tuple[list[np.ndarray], list[np.ndarray]]]) -> dict[str, alignment.FrameOffset]:
@@ -316,6 +420,7 @@ def _conclude(
         extra={
             "object_measurement": _object_source(episode, profile, settings),
             "timings_ms_per_step": {k: 1000.0 * v / steps for k, v in timer.totals.items()},
+            "step_loop": dict(timer.loop),
             "video_offsets": {k: {"offset": o.offset, "cost_aligned": o.cost_aligned, "cost_best": o.cost_best}
                               for k, o in offsets.items()},
         },

@@ -359,7 +359,8 @@ class _Batch:
         return RunRequest(root=r.root, repo_id=r.repo_id, revision=r.revision, episode=episode, profile=r.profile,
                           mode=r.mode, image_stride=r.image_stride, thresholds=r.thresholds,
                           tolerance_overrides=dict(r.tolerance_overrides), report_dir=Path(r.report_dir),
-                          rerun=None, plots=r.plots, stack=r.stack, offline=r.offline)
+                          rerun=None, plots=r.plots, stack=r.stack, offline=r.offline,
+                          render_workers=0 if self.workers > 1 else None)  # episodes already share the cores
 
     def launch(self, episode: int) -> None:
         receive, send = self.context.Pipe(duplex=False)

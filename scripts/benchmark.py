@@ -1,16 +1,21 @@
-"""Per-step cost of a replay, split by phase, and peak memory (a benchmark, not a test).
+"""Per-step cost of a replay, split by phase, serial and pipelined, and peak memory (a benchmark, not a test).
 
     python scripts/benchmark.py                      # records a 400-step ALOHA insertion episode into /tmp first
-    python scripts/benchmark.py --root DATASET --episode 0 [--pusht-root DATASET]
+    python scripts/benchmark.py --root DATASET --episode 0 [--pusht-root DATASET] [--render-workers 0,2]
 
 Prints ms/step for: the physics floor (adapter.step only), state mode, the decode and render floors, and image mode
-split into decode / physics / render / metrics / sinks (Rerun logging), plus ratios against the floors and the peak
-RSS. Everything is measured in one run so ratios are comparable on a noisy shared machine.
+(with a Rerun recording) once per render-worker count (0 = serial, in step order), split into decode / physics /
+render / objects / metrics / sinks, with its ratio to the decode+render floor, the CPU use of the step loop
+(cpu-s / wall-s over the main process and its render workers), peak memory (main process + render workers) and
+whether the metrics equal the serial run's bit for bit. Each image-mode run is a fresh process, so its peak memory
+is its own. Everything is measured in one run so ratios are comparable on a noisy shared machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import multiprocessing
 import resource
 import tempfile
 import time
@@ -20,6 +25,7 @@ import replay_check  # noqa: F401  (GL backend)
 from replay_check.dataset import open_dataset
 from replay_check.initial_state import recover_initial_state
 from replay_check.profiles import select_profile
+from replay_check.render_workers import auto_worker_count
 from replay_check.replay import adapter_for, replay_episode
 from replay_check.steps import ReplaySettings
 
@@ -63,9 +69,49 @@ def render_floor(episode, profile, initial, frames: int = 50) -> float:
     return ms_per_step(elapsed, frames)
 
 
-def bench_dataset(root: Path, episode_index: int, rrd_dir: Path) -> None:
+def _metrics_digest(columns) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(columns):
+        digest.update(name.encode())
+        digest.update(columns[name].tobytes())
+    return digest.hexdigest()
+
+
+def _image_run(root: Path, episode_index: int, initial, rrd: Path, workers: int, queue) -> None:
+    """One image-mode replay with a Rerun recording, in a fresh process; puts its figures on `queue`."""
     from replay_check.viz import RerunSink
 
+    dataset = open_dataset(root=root)
+    episode = dataset.episode(episode_index)
+    profile = select_profile(dataset.meta)
+    sink = RerunSink(recording_name="bench", rrd_path=rrd, cameras=list(episode.cameras),
+                     state_names=list(episode.state_names or []), groups=profile.state_groups,
+                     objects=list(profile.objects), fps=episode.fps)
+    t0 = time.perf_counter()
+    result = replay_episode(episode, profile, ReplaySettings(mode="images", tolerances=profile.tolerances),
+                            initial_state=initial, sinks=[sink], render_workers=workers)
+    wall = time.perf_counter() - t0
+    queue.put({
+        "wall_s": wall,
+        "loop": result.extra["step_loop"],
+        "phases": result.extra["timings_ms_per_step"],
+        "main_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "digest": _metrics_digest(result.metrics),
+        "rrd_mb": rrd.stat().st_size / 1e6 if rrd.exists() else None,
+    })
+
+
+def image_mode(root: Path, episode_index: int, initial, rrd: Path, workers: int) -> dict:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_image_run, args=(root, episode_index, initial, rrd, workers, queue))
+    process.start()
+    figures = queue.get()
+    process.join()
+    return figures
+
+
+def bench_dataset(root: Path, episode_index: int, rrd_dir: Path, worker_counts: list[int]) -> None:
     dataset = open_dataset(root=root)
     episode = dataset.episode(episode_index)
     profile = select_profile(dataset.meta)
@@ -86,26 +132,30 @@ def bench_dataset(root: Path, episode_index: int, rrd_dir: Path) -> None:
         return
     dec = decode_floor(episode)
     ren = render_floor(episode, profile, initial)
-    sink = RerunSink(recording_name="bench", rrd_path=rrd_dir / f"{dataset.meta.name}.rrd",
-                     cameras=list(episode.cameras),
-                     state_names=list(episode.state_names or []), groups=profile.state_groups,
-                     objects=list(profile.objects), fps=episode.fps)
-    t0 = time.perf_counter()
-    result = replay_episode(episode, profile, ReplaySettings(mode="images", tolerances=profile.tolerances),
-                            initial_state=initial, sinks=[sink])
-    image_ms = ms_per_step(time.perf_counter() - t0, episode.length)
-    phases = result.extra["timings_ms_per_step"]
     floor = dec + ren
     print(f"decode floor       {dec:8.2f} ms/frame")
     print(f"render floor       {ren:8.2f} ms/frame")
-    print(f"image mode         {image_ms:8.2f} ms/step   ({image_ms / floor:.2f}x decode+render floor {floor:.2f})")
-    for phase in ("decode", "physics", "render", "objects", "metrics", "sinks"):
-        print(f"  {phase:<16} {phases.get(phase, 0.0):8.2f} ms/step")
-    in_run_floor = phases.get("decode", 0.0) + phases.get("render", 0.0)
-    print(f"  vs decode+render inside this run {in_run_floor:.2f} ms: {image_ms / in_run_floor:.2f}x")
-    rrd = rrd_dir / f"{dataset.meta.name}.rrd"
-    if rrd.exists():
-        print(f"  .rrd size        {rrd.stat().st_size / 1e6:8.1f} MB")
+    print(f"decode+render      {floor:8.2f} ms/step   ({floor * episode.length / 1000:.1f} s for the episode)")
+    serial_digest = None
+    for workers in worker_counts:
+        run = image_mode(root, episode_index, initial, rrd_dir / f"{dataset.meta.name}-{workers}.rrd", workers)
+        image_ms = ms_per_step(run["wall_s"], episode.length)
+        loop, phases = run["loop"], run["phases"]
+        label = "serial" if workers == 0 else f"{workers} render workers"
+        cpu = "n/a" if loop.get("cpu_s") is None else f"{loop['cpu_s'] / loop['wall_s']:.2f}"
+        print(f"image mode, {label:<17} {run['wall_s']:7.2f} s = {image_ms:7.2f} ms/step "
+              f"({image_ms / floor:.2f}x decode+render floor); step loop {loop['wall_s']:.2f} s, "
+              f"cpu-s/wall-s {cpu}")
+        for phase in ("render_workers_start", "physics", "submit", "decode", "render", "objects", "metrics", "sinks"):
+            if phase in phases:
+                print(f"  {phase:<20} {phases[phase]:8.2f} ms/step")
+        workers_mb = loop.get("workers_peak_rss_mb") or 0.0
+        print(f"  peak memory          {run['main_peak_mb'] + workers_mb:8.0f} MB (main {run['main_peak_mb']:.0f}"
+              f" + render workers {workers_mb:.0f}); .rrd {run['rrd_mb'] or 0:.1f} MB")
+        if serial_digest is None:
+            serial_digest = run["digest"]
+        else:
+            print(f"  metrics identical to the first run: {'yes' if run['digest'] == serial_digest else 'NO'}")
 
 
 def main() -> None:
@@ -113,7 +163,11 @@ def main() -> None:
     parser.add_argument("--root", type=Path, help="ALOHA dataset (default: record one 400-step episode)")
     parser.add_argument("--episode", type=int, default=0)
     parser.add_argument("--pusht-root", type=Path, help="PushT dataset (default: record one episode)")
+    parser.add_argument("--pusht-episode", type=int, default=0)
+    parser.add_argument("--render-workers", default=f"0,{auto_worker_count() or 2}",
+                        help="comma-separated render-worker counts to run image mode with (0 = serial)")
     args = parser.parse_args()
+    counts = [int(c) for c in args.render_workers.split(",")]
     work = Path(tempfile.mkdtemp(prefix="replay-check-bench-"))
     if args.root is None or args.pusht_root is None:
         from replay_check.record import record_dataset
@@ -128,11 +182,11 @@ def main() -> None:
             except Exception as exc:  # PushT support may be absent in a partial install
                 print(f"(PushT skipped: {exc})")
                 args.pusht_root = None
-    bench_dataset(args.root, args.episode, work)
+    bench_dataset(args.root, args.episode, work, counts)
     if args.pusht_root:
-        bench_dataset(args.pusht_root, 0, work)
+        bench_dataset(args.pusht_root, args.pusht_episode, work, counts)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\npeak RSS {peak_mb:.0f} MB")
+    print(f"\npeak RSS of the benchmark process itself (floors, state mode) {peak_mb:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -134,3 +134,33 @@ def scripted_aloha_episode(task: str, seed: int, *, frame0: bool = True, env_sta
         success=np.array([r.success for r in rows]),
         cameras=cameras,
     )
+
+
+def pusht_episode(steps: int = 12) -> tuple[Episode, InitialState]:
+    """A PushT push straight up into the block, rendered at 96x96, without environment_state.
+
+    Returned with its true initial state, so replays need no estimate; the block is still measured
+    in every frame (the dataset stores no keypoints).
+    """
+    from replay_check.sims.pusht import PushTAdapter
+
+    adapter = PushTAdapter("pusht", {"top": (96, 96)})
+    initial = InitialState(np.array([256.0, 420.0]), {"block": Pose.planar(256.0, 300.0, 0.3)}, "truth")
+    adapter.restore(initial)
+    actions = np.array([[256.0, 420.0 - 12 * k] for k in range(steps)])
+    states, frames = [], []
+    for action in actions:
+        states.append(adapter.state())
+        frames.append(adapter.render("top"))
+        adapter.step(action)
+    adapter.close()
+    features = {
+        "observation.state": Feature("observation.state", "float32", (2,), ("x", "y")),
+        "action": Feature("action", "float32", (2,), ("x", "y")),
+        "observation.image": Feature("observation.image", "video", (96, 96, 3)),
+    }
+    meta = DatasetMeta(Path("/memory") / "pusht", "v3.0", 10.0, "2d pointer", 1, steps, features, ("Push the T.",))
+    episode = Episode(meta=meta, index=0, task="Push the T.", timestamps=np.arange(steps) / 10.0,
+                      state=np.array(states), action=actions, environment_state=None, reward=None, success=None,
+                      cameras={"observation.image": ArrayFrames(frames)})
+    return episode, initial

@@ -35,9 +35,12 @@ from replay_check.pipeline import RerunOptions, RunRequest, run_episode
               help="Replay on this physics stack (installed, aloha-2023, recorded, \"mujoco==3.3.0\", ...); "
                    "repeat to compare stacks.")
 @click.option("--offline", is_flag=True, help="Build stacks from uv's cache only (also: UV_OFFLINE=1).")
+@click.option("--render-workers", type=click.IntRange(min=0), default=None,
+              help="Processes rendering frames while physics steps ahead [default: one per core, none on "
+                   "one core]; 0 renders in step order in this process. Results are identical either way.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def command(root, repo_id, revision, episode, replay, env_state_from, rrd, no_rerun, spawn, serve, web_port,
-            grpc_port, jpeg_quality, raw_images, video, no_plots, stacks, offline, quiet):
+            grpc_port, jpeg_quality, raw_images, video, no_plots, stacks, offline, render_workers, quiet):
     """Replay one recorded episode in its simulator and report where it diverges.
 
     With no --root or --repo-id, replays the sample episode shipped with replay-check (no network).
@@ -69,6 +72,7 @@ def command(root, repo_id, revision, episode, replay, env_state_from, rrd, no_re
         plots=not no_plots,
         stack=stacks[0] if len(stacks) == 1 else None,
         offline=offline,
+        render_workers=render_workers,
     )
     if len(stacks) > 1:
         _run_stacks(request, list(stacks), quiet)

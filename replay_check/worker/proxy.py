@@ -54,10 +54,13 @@ class ProxyAdapter:
     """An adapter living in a worker process started with `python` (a stack's interpreter)."""
 
     def __init__(self, python: str | Path, *make_args: Any, stack: str = "installed", slot_bytes: int | None = None,
-                 isolated: bool = True, **make_kwargs: Any):
+                 isolated: bool = True, slots: int = DEFAULT_SLOTS, **make_kwargs: Any):
         self.stack = stack
+        self.python = str(python)  # what a sibling worker on the same stack is started with
+        self.isolated = isolated
         self._closed = False
-        self._pool = FramePool.create(slot_bytes, DEFAULT_SLOTS) if slot_bytes else None
+        self._pending = 0  # requests submitted and not yet collected
+        self._pool = FramePool.create(slot_bytes, slots) if slot_bytes else None
         if self._pool is not None:
             wire.register_pool(self._pool)
         parent_end, child_end = socket.socketpair()
@@ -101,7 +104,25 @@ class ProxyAdapter:
         raise AttributeError(f"the {self.stack} adapter has no attribute {name!r}")
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if self._pending:
+            raise RuntimeError(f"{self._pending} submitted call(s) not collected before calling {method}")
         return self._request(("call", method, args, kwargs), method)
+
+    def submit(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """Send a call without waiting; `collect` returns the replies in submission order (pipelining).
+
+        The caller bounds how many are outstanding: each frame a reply carries holds a pool slot until
+        it is collected, and the worker raises PoolFull when all are held.
+        """
+        self._send(("call", method, args, kwargs), method)
+        self._pending += 1
+
+    def collect(self, what: str = "call") -> Any:
+        """The reply to the oldest submitted call (its exception re-raised here)."""
+        if not self._pending:
+            raise RuntimeError("collect() without a submitted call")
+        self._pending -= 1
+        return self._receive(what)
 
     def modules(self) -> list[str]:
         """Every module imported in the worker (to check it imports only what it should)."""
@@ -112,10 +133,19 @@ class ProxyAdapter:
         return self._proc.pid
 
     def _request(self, message: tuple, what: str) -> Any:
+        self._send(message, what)
+        return self._receive(what)
+
+    def _send(self, message: tuple, what: str) -> None:
         if self._closed:
             raise WorkerError(f"stack {self.stack}: the simulator worker is closed")
         try:
             self._conn.send_bytes(wire.dumps(message))
+        except OSError:
+            raise self._crashed(what) from None
+
+    def _receive(self, what: str) -> Any:
+        try:
             status, value = wire.loads(self._conn.recv_bytes())
         except (EOFError, OSError):
             raise self._crashed(what) from None
@@ -145,9 +175,12 @@ class ProxyAdapter:
         self._closed = True
         try:
             self._conn.send_bytes(wire.dumps(("close",)))
-            self._conn.recv_bytes()
+            for _ in range(self._pending + 1):  # uncollected replies first (reading them frees their slots)
+                with contextlib.suppress(Exception):
+                    wire.loads(self._conn.recv_bytes())
         except (EOFError, OSError):
             pass
+        self._pending = 0
         try:
             self._proc.wait(timeout=5)
         except subprocess.TimeoutExpired:

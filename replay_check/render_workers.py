@@ -1,0 +1,179 @@
+"""Camera frames rendered in worker processes while the replay engine steps physics ahead.
+
+Rendering a 480x640 MuJoCo camera on a CPU costs more than everything else a replay step does, and
+one software renderer does not keep two cores busy. Each worker here is a simulator worker
+(`replay_check.worker`: its own adapter, its own GL context) that receives the full simulator
+snapshot of step t and returns that step's frame through its shared-memory frame pool. An adapter's
+`render_snapshot` is bit-identical to `render` in that state, so pipelined and serial replays give
+the same frames and metrics. Jobs (one per step and camera) go round robin to the workers and are
+collected in submission order; the caller bounds how many are outstanding (`depth` steps), which
+bounds memory.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections import deque
+from collections.abc import Sequence
+
+import numpy as np
+
+from replay_check.errors import WorkerError
+from replay_check.sims.base import SimSpec
+
+MAX_AUTO_WORKERS = 4
+
+
+def available_cores() -> int:
+    """CPUs this process may run on (the affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def auto_worker_count(cores: int | None = None) -> int:
+    """How many render workers image mode uses by default: one per core, none on a single core.
+
+    On one core a worker only adds a process boundary; on two, two renderers plus the main process
+    keep both busy (the renderer alone does not).
+    """
+    cores = available_cores() if cores is None else cores
+    return 0 if cores < 2 else min(cores, MAX_AUTO_WORKERS)
+
+
+def _proc_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a live process has used (Linux /proc; None elsewhere)."""
+    fields = _proc_fields(pid)
+    if fields is None:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_peak_rss_mb(pid: int) -> float | None:
+    """Peak resident memory of a live process in MB (VmHWM; None where /proc is missing)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+class RenderWorkers:
+    """`count` render worker processes for the cameras of `spec`, started in the background.
+
+    `python`/`isolated` choose the interpreter (a stack's, for a replay on that stack). `depth` is how
+    many steps may be outstanding; each worker's pool gets enough frame slots for its share of them.
+    """
+
+    def __init__(self, spec: SimSpec, count: int, *, depth: int, python: str | None = None,
+                 isolated: bool = False):
+        if count < 1:
+            raise ValueError(f"render workers: count must be >= 1, got {count}")
+        self.spec = spec
+        self.count = count
+        self.depth = depth
+        cameras = max(1, len(spec.cameras))
+        self._slots = -(-depth * cameras // count) + 1
+        self._slot_bytes = max([h * w * 3 for h, w in spec.cameras.values()] or [1])
+        self._python = python or sys.executable
+        self._isolated = isolated
+        self._workers: list = []
+        self._failure: BaseException | None = None
+        self._jobs: deque[tuple[int, list[tuple[int, str]]]] = deque()  # (step, [(worker, camera)])
+        self._next = 0
+        self._final_stats: dict[str, float | None] | None = None
+        self._started = threading.Event()
+        self._done = threading.Event()
+        self._starter = threading.Thread(target=self._start, name="render-workers-start", daemon=True)
+        self._starter.start()
+
+    def _start(self) -> None:
+        """Start every worker and render once per camera (the first render creates the GL context).
+
+        The thread then waits for `close`: a worker dies with the thread that started it (the worker's
+        PR_SET_PDEATHSIG follows the parent thread), so this one outlives them.
+        """
+        from replay_check.worker.proxy import ProxyAdapter
+
+        try:
+            for _ in range(self.count):
+                worker = ProxyAdapter(self._python, self.spec, stack="render", slot_bytes=self._slot_bytes,
+                                      slots=self._slots, isolated=self._isolated)
+                self._workers.append(worker)
+            for worker in self._workers:
+                for camera in self.spec.cameras:
+                    worker.render(camera)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread by ready()
+            self._failure = exc
+        finally:
+            self._started.set()
+        self._done.wait()
+
+    def ready(self) -> None:
+        """Wait until every worker is up; raise what starting one raised."""
+        self._started.wait()
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            if isinstance(failure, WorkerError):
+                raise failure
+            raise WorkerError(f"render worker failed to start: {type(failure).__name__}: {failure}") from failure
+
+    @property
+    def pids(self) -> list[int]:
+        return [worker.pid for worker in self._workers]
+
+    def submit(self, t: int, snapshot: np.ndarray, cameras: Sequence[str]) -> None:
+        """Queue step t's frames of `cameras` (simulator camera names); `collect` returns them in order."""
+        jobs = []
+        for camera in cameras:
+            index = self._next
+            self._next = (self._next + 1) % self.count
+            self._workers[index].submit("render_snapshot", camera, snapshot)
+            jobs.append((index, camera))
+        self._jobs.append((t, jobs))
+
+    def collect(self) -> tuple[int, dict[str, np.ndarray]]:
+        """The oldest submitted step and its frames by simulator camera."""
+        t, jobs = self._jobs.popleft()
+        return t, {camera: self._workers[index].collect("render_snapshot") for index, camera in jobs}
+
+    def stats(self) -> dict[str, float | None]:
+        """CPU seconds and peak memory of the workers (sums over workers), while they run."""
+        if self._final_stats is not None:
+            return dict(self._final_stats)
+        cpu = [process_cpu_seconds(pid) for pid in self.pids]
+        peak = [process_peak_rss_mb(pid) for pid in self.pids]
+        return {"cpu_s": None if None in cpu else float(sum(cpu)),
+                "peak_rss_mb": None if None in peak else float(sum(peak))}
+
+    def close(self) -> None:
+        """Stop every worker (the stats from just before stay readable)."""
+        self._started.wait()
+        if self._workers and self._final_stats is None:
+            self._final_stats = self.stats()
+        for worker in self._workers:
+            worker.close()
+        self._workers = []
+        self._jobs.clear()
+        self._done.set()
+        self._starter.join()
+
+    def __enter__(self) -> RenderWorkers:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

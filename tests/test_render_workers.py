@@ -1,0 +1,111 @@
+"""Pipelined image mode: render workers give the serial path's frames and metrics bit for bit, in bounded order."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from replay_check.profiles import available_profiles
+from replay_check.render_workers import RenderWorkers, auto_worker_count
+from replay_check.replay import PIPELINE_DEPTH_PER_WORKER, adapter_for, replay_episode, sim_spec
+from replay_check.sims.base import InitialState, Pose
+from replay_check.steps import ReplaySettings
+from tests.sim_episodes import aloha_episode, pusht_episode
+
+
+class CountingAdapter:
+    """An adapter that counts physics steps, so a sink can see how far physics ran ahead."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.steps = 0
+
+    def step(self, action):
+        self.steps += 1
+        return self.inner.step(action)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+class Keep:
+    """A sink keeping every replayed frame and, per step, how many physics steps had run by then."""
+
+    def __init__(self, adapter: CountingAdapter):
+        self.adapter = adapter
+        self.frames: list[dict[str, np.ndarray]] = []
+        self.ahead: list[int] = []
+
+    def on_step(self, step, row):
+        self.frames.append({k: v.copy() for k, v in step.replayed_frames.items()})
+        self.ahead.append(self.adapter.steps - step.t)
+
+    def finish(self, result):
+        pass
+
+
+def _case(family: str):
+    if family == "aloha":
+        profile = available_profiles()["aloha-transfer-cube"]
+        cube = {"cube": Pose(np.array([0.05, 0.5, 0.05]))}
+        episode = aloha_episode("transfer_cube", steps=10, seed=3, render=True, env_state=False, objects=cube)
+        return episode, InitialState(episode.state[0], cube, "truth"), profile
+    episode, initial = pusht_episode(12)
+    return episode, initial, available_profiles()["pusht"]
+
+
+def _replay(episode, initial, profile, workers: int):
+    adapter = CountingAdapter(adapter_for(episode, profile))
+    sink = Keep(adapter)
+    try:
+        result = replay_episode(episode, profile, ReplaySettings(mode="images", tolerances=profile.tolerances),
+                                sinks=[sink], adapter=adapter, initial_state=initial, render_workers=workers)
+    finally:
+        adapter.inner.close()
+    return result, sink
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["aloha", "pusht"])
+def test_pipelined_replay_gives_the_serial_frames_and_metrics_bit_for_bit(family):
+    episode, initial, profile = _case(family)
+    serial, serial_sink = _replay(episode, initial, profile, 0)
+    piped, piped_sink = _replay(episode, initial, profile, 2)
+
+    assert sorted(piped.metrics) == sorted(serial.metrics)
+    for column, values in serial.metrics.items():
+        assert np.array_equal(piped.metrics[column], values, equal_nan=True), column
+    assert any(c.endswith("/psnr") for c in serial.metrics) and any(c.startswith("object_err/") for c in serial.metrics)
+    assert np.isfinite(serial.metrics[next(c for c in serial.metrics if c.startswith("object_err/"))]).all()
+    assert len(piped_sink.frames) == len(serial_sink.frames) == episode.length
+    for mine, theirs in zip(piped_sink.frames, serial_sink.frames, strict=True):
+        assert mine.keys() == theirs.keys() and all(np.array_equal(mine[k], theirs[k]) for k in theirs)
+    assert piped.divergence == serial.divergence and piped.verdict == serial.verdict
+    assert piped.summary == serial.summary
+
+    # Serial compares each step before the next physics step; pipelined runs ahead, but boundedly.
+    assert serial_sink.ahead == [0] * episode.length
+    depth = PIPELINE_DEPTH_PER_WORKER * 2 + 2
+    assert max(piped_sink.ahead) > 0 and max(piped_sink.ahead) <= depth + 1
+    loop = piped.extra["step_loop"]
+    assert loop["render_workers"] == 2 and loop["cpu_s"] > 0 and serial.extra["step_loop"]["render_workers"] == 0
+
+
+def test_worker_count_follows_the_cores():
+    assert auto_worker_count(1) == 0
+    assert auto_worker_count(2) == 2
+    assert auto_worker_count(64) == 4
+
+
+def test_a_worker_that_cannot_start_is_an_operational_error():
+    from replay_check.errors import WorkerError
+
+    episode, _, profile = _case("pusht")
+    workers = RenderWorkers(sim_spec(episode, profile), 1, depth=2, python=sys.executable + "-missing")
+    try:
+        with pytest.raises(WorkerError, match="cannot start"):
+            workers.ready()
+    finally:
+        workers.close()
