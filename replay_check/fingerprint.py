@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from replay_check.dataset.episode import Episode
-from replay_check.dataset.video import EncodedImageFrameSource, VideoFrameSource
+from replay_check.dataset.video import EncodedImageFrameSource, VideoFrameSource, open_video
 from replay_check.errors import VideoError
 
 # Packets whose pts lies this far past the segment's end are still read: a container may
@@ -68,13 +68,8 @@ def _update_video_segment(digest, path: Path, start: float, end: float) -> None:
     """Hash the stream header and every packet from the keyframe before `start` to the last before `end`."""
     import av
 
+    container = open_video(path)
     try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise VideoError(f"cannot open video {path}: {exc}") from exc
-    try:
-        if not container.streams.video:
-            raise VideoError(f"{path} holds no video stream")
         stream = container.streams.video[0]
         context = stream.codec_context
         digest.update(f"{context.name} {context.width}x{context.height} {stream.time_base}\0".encode())
@@ -93,6 +88,6 @@ def _update_video_segment(digest, path: Path, start: float, end: float) -> None:
                 digest.update(int(packet.pts).to_bytes(8, "little", signed=True))
                 digest.update(bytes(packet))
     except av.error.FFmpegError as exc:
-        raise VideoError(f"cannot read video {path}: {exc}") from exc
+        raise VideoError(f"cannot read video {path}: {exc.strerror or exc}") from None
     finally:
         container.close()

@@ -25,6 +25,10 @@ report.json (schema_version "1.0"; these keys are stable, more may be added):
     divergence_details  {<group>: {step, value, limit, unit, reason}} for diverging groups
     extra           whatever the engine added (timings_ms_per_step, artifacts, ...)
 
+Two runs with the same input and settings write byte-identical steps.parquet and report.md, and
+report.json files that differ only in `extra.timings_ms_per_step` (the one place timings live;
+tests/test_determinism.py checks this).
+
 The JSON is strict: NaN and +/-Infinity are written as null. The PSNR of identical frames is
 infinite; summaries cap it at `image_psnr_cap_db` (100 dB) and count such frames in
 `image_frames_identical`. steps.parquet keeps the raw per-step columns (NaN where not measured,

@@ -55,7 +55,7 @@ class VideoFrameSource:
             )
         if start == self.length:
             return
-        container = _open(self.path)
+        container = open_video(self.path)
         try:
             yield from self._decode(container, start)
         finally:
@@ -104,7 +104,7 @@ def _frames(container, stream, path: Path) -> Iterator:
     try:
         yield from container.decode(stream)
     except av.error.FFmpegError as exc:
-        raise VideoError(f"cannot decode video {path}: {exc}") from exc
+        raise VideoError(f"cannot decode video {path}: {_describe(exc)}") from None
 
 
 # BT.601 (or untagged) limited-range 4:2:0: what LeRobot's AV1/H.264 files hold and what OpenCV's I420
@@ -162,9 +162,15 @@ def decode_image(data: bytes | None, where: str) -> np.ndarray:
         raise VideoError(f"{where}: cannot decode the stored image ({exc})") from exc
 
 
+def _describe(exc: Exception) -> str:
+    """FFmpeg's message without its errno prefix ("[Errno 1094995529] Invalid data ..." -> "Invalid data ...")."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def probe_size(path: str | Path) -> tuple[int, int]:
     """(height, width) of the first video stream, read from the container header."""
-    container = _open(Path(path))
+    container = open_video(Path(path))
     try:
         context = container.streams.video[0].codec_context
         return int(context.height), int(context.width)
@@ -172,16 +178,21 @@ def probe_size(path: str | Path) -> tuple[int, int]:
         container.close()
 
 
-def _open(path: Path):
+def open_video(path: Path):
+    """An opened PyAV container with a video stream, or a VideoError naming the file."""
     import av
 
     if not path.is_file():
         raise VideoError(f"video file {path} does not exist")
     try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise VideoError(f"cannot open video {path}: {exc}") from exc
+        # Container metadata is only read, never used: undecodable tags must not stop the decode.
+        container = av.open(str(path), metadata_errors="replace")
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise VideoError(f"cannot open video {path}: {_describe(exc)}") from None
     if not container.streams.video:
         container.close()
         raise VideoError(f"{path} holds no video stream")
+    if container.streams.video[0].codec_context is None:
+        container.close()
+        raise VideoError(f"{path}: its video stream has a codec FFmpeg cannot decode")
     return container

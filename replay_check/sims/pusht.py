@@ -240,9 +240,20 @@ class PushTAdapter:
 
     # -- task -------------------------------------------------------------------------------
     def coverage(self) -> float:
-        """Fraction of the goal T covered by the block (shapely polygons, as gym-pusht computes it)."""
+        """Fraction of the goal T covered by the block (shapely polygons, as gym-pusht computes it).
+
+        gym-pusht's `_get_coverage` walks `block.shapes`, a set ordered by object address, and the
+        intersection area's last bits depend on that order: runs of one episode differed in the
+        reward column. The same computation over the shapes in a fixed order is reproducible.
+        """
         if self._coverage is None:
-            self._coverage = float(self.env._get_coverage())
+            from gym_pusht.envs.pusht import pymunk_to_shapely
+
+            env = self.env
+            shapes = sorted(env.block.shapes, key=lambda shape: [tuple(v) for v in shape.get_vertices()])
+            goal = pymunk_to_shapely(env.get_goal_pose_body(env.goal_pose), shapes)
+            block = pymunk_to_shapely(env.block, shapes)
+            self._coverage = float(goal.intersection(block).area / goal.area)
         return self._coverage
 
     def reward(self) -> float:
