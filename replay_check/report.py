@@ -23,11 +23,12 @@ report.json (schema_version "1.0"; these keys are stable, more may be added):
     verdict         {status: "pass" | "warn" | "fail", first_divergence_step, reasons [...]}
     divergence      {<group>: first step | null}
     divergence_details  {<group>: {step, value, limit, unit, reason}} for diverging groups
-    extra           whatever the engine added (timings_ms_per_step, artifacts, ...)
+    timings         {timings_ms_per_step {<phase>: ms}, step_loop {wall_s, cpu_s, ...}}: the only fields
+                    that change between identical runs
+    extra           whatever else the engine added (artifacts, object_measurement, video_offsets, ...)
 
 Two runs with the same input and settings write byte-identical steps.parquet and report.md, and
-report.json files that differ only in `extra.timings_ms_per_step` (the one place timings live;
-tests/test_determinism.py checks this).
+report.json files that differ only in `timings` (tests/test_determinism.py checks this).
 
 The JSON is strict: NaN and +/-Infinity are written as null. The PSNR of identical frames is
 infinite; summaries cap it at `image_psnr_cap_db` (100 dB) and count such frames in
@@ -133,6 +134,8 @@ def _divergence_details(result: ReplayResult) -> dict[str, Any]:
     }
 
 
+# result.extra keys that vary from run to run (wall and CPU time): report.json keeps them under `timings` only.
+TIMING_EXTRA = ("timings_ms_per_step", "step_loop")
 # result.extra keys that build_report places in `dataset` / `settings` rather than under `extra`.
 _LIFTED_EXTRA = ("settings_hash", "dataset_revision", "fingerprint", "stack")
 
@@ -183,7 +186,8 @@ def build_report(result: ReplayResult) -> dict[str, Any]:
         },
         "divergence": dict(result.divergence),
         "divergence_details": _divergence_details(result),
-        "extra": {k: v for k, v in result.extra.items() if k not in _LIFTED_EXTRA},
+        "timings": {key: result.extra[key] for key in TIMING_EXTRA if key in result.extra},
+        "extra": {k: v for k, v in result.extra.items() if k not in _LIFTED_EXTRA and k not in TIMING_EXTRA},
     }
     if result.stack is not None:
         report["stack"] = result.stack

@@ -63,9 +63,41 @@ def parse_tolerance_options(items: tuple[str, ...] | list[str]) -> dict[str, flo
     return values
 
 
+def used_tolerance_keys(profile: Profile) -> set[str]:
+    """The Tolerances fields a replay of `profile` reads: its metrics' keys plus the run-length and warn rules."""
+    from replay_check.families import family_of
+    from replay_check.metric_table import columns_for
+
+    declared = family_of(profile)
+    columns = columns_for(profile, object_units=declared.object_units, planar=declared.planar,
+                          cameras=sorted(profile.cameras))
+    return {c.metric.tolerance for c in columns if c.metric.tolerance} | {"consecutive_steps", "warn_fraction"}
+
+
+def check_thresholds_for(profile: Profile, thresholds: dict[str, Any] | None,
+                         overrides: dict[str, float] | None) -> None:
+    """Settings that would be ignored silently: a table for a profile that does not exist, a key this
+    profile never reads ([default] may hold keys for other profiles: one file serves many datasets)."""
+    from replay_check.profiles import available_profiles
+
+    known = set(used_tolerance_keys(profile)) | set(profile.group_names())
+    for name in (thresholds or {}).get("profiles", {}):
+        if name != profile.name and name not in available_profiles():
+            raise ConfigError(f"thresholds file: [profiles.{name}] names no known profile; "
+                              f"known: {', '.join(sorted(available_profiles()))}")
+    specific = {f"thresholds [profiles.{profile.name}]": (thresholds or {}).get("profiles", {}).get(profile.name, {}),
+                "--tolerance": overrides or {}}
+    for source, values in specific.items():
+        for key in values:
+            if key not in known and hasattr(profile.tolerances, key):
+                raise ConfigError(f"{source} {key}: profile {profile.name} does not use this tolerance; "
+                                  f"it uses {', '.join(sorted(used_tolerance_keys(profile)))}")
+
+
 def tolerances_for(profile: Profile, thresholds: dict[str, Any] | None = None,
                    overrides: dict[str, float] | None = None) -> Tolerances:
     """Profile defaults, then the file's [default], then its [profiles.<name>], then command-line overrides."""
+    check_thresholds_for(profile, thresholds, overrides)
     tolerances = profile.tolerances
     if thresholds:
         tolerances = tolerances.override(thresholds.get("default", {}), source="thresholds [default]")

@@ -127,6 +127,8 @@ OPTION_CASES = {
     "consecutive_steps=0": (["--tolerance", "consecutive_steps=0"], ["'consecutive_steps' must be >= 1"]),
     "infinite tolerance": (["--tolerance", "agent_px=inf"], ["'agent_px' must be a finite number >= 0, got inf"]),
     "warn_fraction > 1": (["--tolerance", "warn_fraction=1.5"], ["'warn_fraction' must be within [0, 1]"]),
+    "tolerance the profile does not use": (["--tolerance", "arm_rad=0.1"],
+                                           ["--tolerance arm_rad: profile pusht does not use this tolerance"]),
     "--revision with --root": (["--revision", "main"], ["--revision applies to --repo-id"]),
     "--web-port without --serve": (["--web-port", "9999"], ["--web-port needs --serve"]),
     "--spawn with --no-rerun": (["--spawn", "--no-rerun"], ["--spawn needs a Rerun recording"]),
@@ -150,3 +152,16 @@ def test_validate_rejects_revision_with_root(pusht_ds, tmp_path):
     result = CliRunner().invoke(cli, ["validate", "--root", str(pusht_ds), "--revision", "v1", "--report-dir",
                                       str(tmp_path)])
     error_line(result, "--revision applies to --repo-id")
+
+
+@pytest.mark.parametrize(("text", "needles"), [
+    ("[profiles.pusht-typo]\nagent_px = 3.0\n", ["[profiles.pusht-typo] names no known profile"]),
+    ("[profiles.pusht]\nobject_mm = 3.0\n", ["thresholds [profiles.pusht] object_mm: profile pusht does not use"]),
+    ("[default]\nwarn_fraction = -0.5\n", ["'warn_fraction' must be a finite number >= 0"]),
+])
+def test_bad_thresholds_file_is_one_line(text, needles, pusht_ds, tmp_path):
+    path = tmp_path / "thresholds.toml"
+    path.write_text(text)
+    result = CliRunner().invoke(cli, ["run", "--root", str(pusht_ds), "--mode", "state", "--no-rerun", "-q",
+                                      "--report-dir", str(tmp_path / "reports"), "--thresholds", str(path)])
+    error_line(result, *needles)

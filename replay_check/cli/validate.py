@@ -13,8 +13,8 @@ from replay_check.validate import ProgressLine, ValidateRequest, validate_datase
 
 @click.command("validate")
 @dataset_options
-@click.option("--episodes", default="all", show_default=True, metavar="all|START:STOP|3,7,9",
-              help="Episodes to validate (START:STOP excludes STOP, like a Python slice).")
+@click.option("--episodes", default="all", show_default=True, metavar="all|START:STOP[:STEP]|3,7,9",
+              help="Episodes to validate (START:STOP[:STEP] excludes STOP, like a Python slice).")
 @replay_options
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes, one episode each [default: number of CPUs].")

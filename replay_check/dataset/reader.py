@@ -138,8 +138,8 @@ class LeRobotDataset:
             wanted = [n for n in schema.names if n in _ROW_COLUMNS or n in self.cameras]
             filters = [(EPISODE_INDEX, "=", location.index)] if EPISODE_INDEX in schema.names else None
             return pq.read_table(path, columns=wanted, filters=filters)
-        except (pa.ArrowException, OSError) as exc:
-            raise DatasetError(f"cannot read {path}: {exc}") from exc
+        except _PARQUET_ERRORS as exc:
+            raise DatasetError(f"cannot read {path}: {_first_line(exc)}") from None
 
     def _task(self, table: pa.Table, location: EpisodeLocation) -> str:
         if TASK_INDEX in table.column_names and table.num_rows:
@@ -185,6 +185,16 @@ class LeRobotDataset:
             height=spec.height,
             width=spec.width,
         )
+
+
+# What pyarrow raises on a damaged file: its own errors, OSError, and ValueError (UnicodeDecodeError on
+# mangled column names, among others).
+_PARQUET_ERRORS = (pa.ArrowException, OSError, ValueError)
+
+
+def _first_line(exc: Exception) -> str:
+    text = (getattr(exc, "strerror", None) if isinstance(exc, OSError) else None) or str(exc)
+    return (text.strip().splitlines() or [type(exc).__name__])[0]
 
 
 _ROW_COLUMNS = {STATE, ACTION, ENV_STATE, REWARD, SUCCESS, DONE, TIMESTAMP, TASK_INDEX, EPISODE_INDEX}
@@ -339,8 +349,8 @@ def _read_meta_parquet(path: Path) -> list[dict[str, Any]]:
     try:
         names = [n for n in pq.read_schema(path).names if not n.startswith("stats/")]
         return pq.read_table(path, columns=names).to_pylist()
-    except (pa.ArrowException, OSError) as exc:
-        raise DatasetError(f"cannot read episodes metadata {path}: {exc}") from exc
+    except _PARQUET_ERRORS as exc:
+        raise DatasetError(f"cannot read episodes metadata {path}: {_first_line(exc)}") from None
 
 
 def _v3_location(
@@ -370,8 +380,8 @@ def _v3_tasks(files: DatasetFiles) -> dict[int, str]:
     path = files.path("meta/tasks.parquet")
     try:
         table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise DatasetError(f"cannot read {path}: {exc}") from exc
+    except _PARQUET_ERRORS as exc:
+        raise DatasetError(f"cannot read {path}: {_first_line(exc)}") from None
     text_column = next((c for c in ("task", "__index_level_0__") if c in table.column_names), None)
     if TASK_INDEX not in table.column_names or text_column is None:
         raise DatasetError(f"{path} has columns {table.column_names}; expected task_index and the task text")
@@ -412,13 +422,20 @@ def _v2_episodes(files: DatasetFiles, info: dict[str, Any]) -> dict[int, Episode
 def _v2_tasks(files: DatasetFiles) -> dict[int, str]:
     if not files.exists("meta/tasks.jsonl"):
         return {}
-    return {int(r["task_index"]): str(r["task"]) for r in _read_jsonl(files, "meta/tasks.jsonl")}
+    rows = _read_jsonl(files, "meta/tasks.jsonl")
+    try:
+        return {int(r["task_index"]): str(r["task"]) for r in rows}
+    except (KeyError, TypeError, ValueError):
+        raise DatasetError(
+            f"{files.label}/meta/tasks.jsonl: a line lacks an integer task_index or a task; "
+            'expected {"task_index": 0, "task": "..."} per line'
+        ) from None
 
 
 def _read_jsonl(files: DatasetFiles, relpath: str) -> list[dict[str, Any]]:
     path = files.path(relpath)
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
@@ -427,17 +444,22 @@ def _read_jsonl(files: DatasetFiles, relpath: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_text(path: Path) -> str:
+    """A metadata file's text; a DatasetError naming the file when it is unreadable or not UTF-8."""
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DatasetError(
             f"{path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); expected UTF-8 JSON"
         ) from None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    text = _read_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
