@@ -158,7 +158,8 @@ def _outcome_text(outcome: tuple[str, bool | None] | None) -> str:
 
 def _try(version: str, package: str, episode, profile, settings, offline: bool) -> Trial:
     from replay_check.replay import replay_episode, sim_spec
-    from replay_check.stacks import resolution_of
+    from replay_check.pipeline import STACK_INSTALLED
+    from replay_check.stacks import definitions, resolution_of
     from replay_check.stacks.runner import StackBroken, open_adapter
     from replay_check.stacks.spec import ad_hoc, installed_closure
 
@@ -175,6 +176,8 @@ def _try(version: str, package: str, episode, profile, settings, offline: bool) 
     trial.resolved = {k: v for k, v in resolution.versions.items() if k in here or k == package}
     trial.moved = {k: [here[k], v] for k, v in trial.resolved.items() if k in here and here[k] != v and k != package}
     adapter = None
+    if all(here.get(name) == version for name, version in resolution.versions.items()):
+        spec = definitions()[STACK_INSTALLED]  # the very packages installed here: replay in process, no build
     try:
         adapter, _ = open_adapter(spec, sim_spec(episode, profile), offline=offline)
         result = replay_episode(episode, profile, settings, adapter=adapter)

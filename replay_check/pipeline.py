@@ -238,7 +238,11 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
     rerun_sink = None
     try:
         sinks, rerun_sink = _sinks(request, episode, profile, rrd_tmp)
-        sinks += list(request.extra_sinks)
+        for extra in request.extra_sinks:  # e.g. other stacks' lanes, logged into this recording
+            bind = getattr(extra, "bind", None)
+            if bind is not None:
+                bind(rerun_sink)
+        sinks = [*request.extra_sinks, *sinks]  # extra sinks finish before the recording closes
         adapter = None
         try:
             adapter, stack = _stack_adapter(request, episode, profile)

@@ -27,25 +27,36 @@ class StacksOutcome:
 
 
 def _rrd_for(request, name: str, first: bool):
+    """The first stack's recording is the one a viewer shows (with the other stacks' lanes); the others are files."""
     rerun = request.rerun
-    if rerun is None or rerun.rrd_path is None or first:
+    if rerun is None or first:
         return rerun
-    path = Path(rerun.rrd_path)
-    return dataclasses.replace(rerun, rrd_path=path.with_name(f"{path.stem}@{name}{path.suffix}"))
+    path = None if rerun.rrd_path is None else Path(rerun.rrd_path)
+    if path is not None:
+        path = path.with_name(f"{path.stem}@{name}{path.suffix}")
+    return dataclasses.replace(rerun, rrd_path=path, spawn=False, serve=False)
 
 
 def run_on_stacks(request, names: list[str], progress: Callable[[int, int], None] | None = None) -> StacksOutcome:
     """Replay `request`'s episode on every stack in `names` and compare the replays with the first one's."""
+    from replay_check.errors import InputError
     from replay_check.pipeline import run_episode
+    from replay_check.stacks.lanes import LaneRecorder, LaneSink
 
-    outcomes, sinks = [], []
-    for i, name in enumerate(names):
-        sink = TrajectorySink()
-        stacked = dataclasses.replace(request, stack=name, extra_sinks=(*request.extra_sinks, sink),
-                                      rerun=_rrd_for(request, name, i == 0))
-        outcomes.append(run_episode(stacked, progress))
-        sinks.append(sink)
-    section = compare_outcomes(names, outcomes, sinks)
+    if len(set(names)) != len(names):
+        raise InputError(f"--stack given twice: {', '.join(names)}")
+    quality = request.rerun.jpeg_quality if request.rerun and request.rerun.jpeg_quality else 75
+    trajectories = {name: TrajectorySink() for name in names}
+    lanes = [LaneRecorder(name, quality) for name in names[1:]]
+    results: dict[str, Any] = {}
+    # The other stacks first, so the first stack's recording can carry their lanes beside its own replay.
+    for name, lane in [*zip(names[1:], lanes, strict=True), (names[0], None)]:
+        extra = (trajectories[name], lane) if lane is not None else (trajectories[name], LaneSink(lanes))
+        stacked = dataclasses.replace(request, stack=name, extra_sinks=(*request.extra_sinks, *extra),
+                                      rerun=_rrd_for(request, name, name == names[0]))
+        results[name] = run_episode(stacked, progress)
+    outcomes = [results[name] for name in names]
+    section = compare_outcomes(names, outcomes, [trajectories[name] for name in names])
     for outcome in outcomes:
         outcome.result.stacks = section
         _add_to_report(outcome.report_dir / "report.json", section)
