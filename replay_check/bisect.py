@@ -157,8 +157,8 @@ def _outcome_text(outcome: tuple[str, bool | None] | None) -> str:
 
 
 def _try(version: str, package: str, episode, profile, settings, offline: bool) -> Trial:
-    from replay_check.replay import replay_episode, sim_spec
     from replay_check.pipeline import STACK_INSTALLED
+    from replay_check.replay import replay_episode, sim_spec
     from replay_check.stacks import definitions, resolution_of
     from replay_check.stacks.runner import StackBroken, open_adapter
     from replay_check.stacks.spec import ad_hoc, installed_closure
