@@ -43,8 +43,10 @@ def adapters(episode, profile, stack: str | None):
 def truncate(episode, steps: int | None):
     if not steps or steps >= episode.length:
         return episode
-    return dataclasses.replace(episode, length=steps, state=episode.state[:steps], action=episode.action[:steps],
-                               timestamps=episode.timestamps[:steps])
+    cut = {name: getattr(episode, name)[:steps] for name in ("state", "action", "timestamps", "environment_state",
+                                                               "reward", "success", "done")
+           if getattr(episode, name) is not None}
+    return dataclasses.replace(episode, **cut)
 
 
 def main() -> None:
@@ -67,7 +69,8 @@ def main() -> None:
                 estimated = recover_initial_state(episode, profile, adapter)
                 estimate_s = time.perf_counter() - start
                 initial = initial or estimated
-                replay_episode(episode, profile, settings, adapter=adapter, initial_state=initial)  # warm up GL
+                for camera in adapter.camera_names:  # warm the GL context outside the timed replay
+                    adapter.render(camera)
                 seconds, result = timed_replay(episode, profile, settings, initial, adapter)
             finally:
                 adapter.close()
