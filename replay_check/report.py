@@ -46,9 +46,9 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -419,6 +419,21 @@ def _swap_in(tmp: Path, out_dir: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
 
 
+def _build_atomically(out_dir: Path, fill: Callable[[Path], None]) -> Path:
+    """Let fill() write into a temporary sibling of out_dir, then swap it in whole."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a report folder is an ordinary shared folder
+        fill(tmp)
+        _swap_in(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
 def write_episode_report(result: ReplayResult, out_dir: Path, *, plots: bool = True,
                          files: dict[str, Path] | None = None) -> Path:
     """Write report.json, report.md, plots and steps.parquet into out_dir, atomically; returns out_dir.
@@ -426,19 +441,28 @@ def write_episode_report(result: ReplayResult, out_dir: Path, *, plots: bool = T
     `files` ({name: finished temporary file}) are moved into the new folder before it replaces the old
     one, so a recording and the report pointing at it appear together.
     """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a report folder is an ordinary shared folder
+    def fill(tmp: Path) -> None:
         _write_folder(result, tmp, plots)
         for name, path in (files or {}).items():
             os.replace(path, tmp / name)
-        _swap_in(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+
+    return _build_atomically(out_dir, fill)
+
+
+def install_report_files(files: Mapping[str, bytes], out_dir: Path) -> Path:
+    """Write a report folder that a worker built elsewhere ({relative path: bytes}), atomically like above."""
+    def fill(tmp: Path) -> None:
+        for name, data in files.items():
+            rel = PurePosixPath(name)
+            if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+                raise ValueError(f"report file name {name!r} is not a plain relative path")
+            target = tmp.joinpath(*rel.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+
+    if "report.json" not in files:
+        raise ValueError("the worker's report folder has no report.json")
+    return _build_atomically(out_dir, fill)
 
 
 def read_report(path: str | Path) -> dict[str, Any]:

@@ -1,33 +1,29 @@
-"""Validate many episodes of a dataset: one worker process per episode, resumable, with a batch summary.
+"""Validate many episodes of a dataset on an executor (local process pool or Ray), resumable, with a summary.
 
-Each episode runs in its own "spawn" process, so a crash, a segfault or a hang (killed at the timeout)
-costs one episode, recorded as "error" in `<episode folder>/error.json`. A finished episode's report
-folder is on disk as soon as it finishes; a re-run skips episodes whose report.json has the
-same content fingerprint (replay_check.fingerprint: the episode's rows and video segments), profile
-and settings hash, simulator stack, package versions and tool version (unless force), so a killed
-batch resumes and a dataset re-recorded in place is replayed again.
+The executor (replay_check.executors) runs each episode wherever it runs it and hands back the report
+files; this driver writes every episode folder, records a crash, a dead worker or a timeout as "error"
+in `<episode folder>/error.json`, and writes the batch summary. A finished episode's report folder is on
+disk as soon as its result arrives; a re-run skips episodes whose report.json has the same content
+fingerprint (replay_check.fingerprint: the episode's rows and video segments), profile and settings
+hash, simulator stack, package versions and tool version (unless force), so a killed batch resumes and
+a dataset re-recorded in place is replayed again.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
-import signal
 import sys
-import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
 from replay_check import __version__
 from replay_check.batch_report import EpisodeEntry, build_summary, entry_from_report, write_atomic, write_summary
-from replay_check.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OPERATIONAL, InputError, ReplayCheckError
+from replay_check.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OPERATIONAL, InputError
+from replay_check.executors import FAULT_ENV, Executor, Job, JobResult, fault_for, make_executor
 from replay_check.fingerprint import episode_fingerprint
 from replay_check.pipeline import (
     STACK_INSTALLED,
@@ -39,9 +35,8 @@ from replay_check.pipeline import (
     stack_name,
 )
 from replay_check.profiles import select_profile
-from replay_check.report import settings_hash, versions
+from replay_check.report import install_report_files, settings_hash, versions
 
-FAULT_ENV = "REPLAY_CHECK_FAULT"  # test hook: "<episode>=raise|exit|segv|hang,..." makes that worker misbehave
 ERROR_FILE = "error.json"
 
 
@@ -53,7 +48,7 @@ class ValidateRequest:
     repo_id: str | None = None
     revision: str | None = None
     episodes: str | Sequence[int] = "all"
-    workers: int | None = None  # None: os.cpu_count()
+    workers: int | None = None  # None: os.cpu_count() (local), the cluster's CPUs / cpus_per_task (ray)
     profile: str | None = None
     mode: str = "images"
     image_stride: int = 1
@@ -65,6 +60,9 @@ class ValidateRequest:
     plots: bool = True
     stack: str | None = None  # physics stack the episodes replay on (None: this environment)
     offline: bool = False
+    executor: str = "local"  # "local" | "ray"
+    ray_address: str | None = None  # ray: None uses $RAY_ADDRESS or starts a private local instance
+    cpus_per_task: float = 1.0  # ray: CPUs each episode's task requests
 
 
 @dataclass(frozen=True)
@@ -80,6 +78,7 @@ class BatchEvent:
     running: tuple[int, ...] = ()
     counts: dict[str, int] = field(default_factory=dict)
     eta_s: float | None = None
+    worker: str | None = None  # "done": host:pid of the worker that ran it, when known
 
 
 @dataclass
@@ -258,94 +257,33 @@ def _entry_on_disk(plan: _Plan, request: ValidateRequest, episode: int) -> Episo
     return EpisodeEntry(episode, "skipped", message="not run")
 
 
-# ---------------------------------------------------------------- worker process
-
-
-def _watch_parent(parent: int) -> None:
-    """Exit when the parent dies (e.g. SIGKILL), so orphans do not keep replaying."""
-    while True:
-        time.sleep(1.0)
-        if os.getppid() != parent:
-            os._exit(3)
-
-
-def _inject_fault(episode: int) -> None:
-    for item in os.environ.get(FAULT_ENV, "").split(","):
-        target, _, kind = item.partition("=")
-        if target.strip() != str(episode):
-            continue
-        if kind == "raise":
-            raise RuntimeError(f"injected failure in episode {episode}")
-        if kind == "exit":
-            os._exit(7)
-        if kind == "segv":
-            os.kill(os.getpid(), signal.SIGSEGV)
-        if kind == "hang":
-            time.sleep(3600)
-
-
-def _worker(request: RunRequest, parent: int, conn: Connection) -> None:
-    """Replay one episode; send ("ok", status) or ("error", message, traceback) to the parent."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and terminates us
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-    try:
-        _inject_fault(request.episode)
-        from replay_check.pipeline import run_episode
-
-        outcome = run_episode(request)
-        conn.send(("ok", outcome.result.verdict.status, None))
-    except ReplayCheckError as exc:
-        conn.send(("error", f"{type(exc).__name__}: {exc}", None))
-    except Exception as exc:  # a bug in one episode must not stop the batch
-        conn.send(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
-    finally:
-        conn.close()
-
-
-@dataclass
-class _Running:
-    episode: int
-    process: Any
-    conn: Connection
-    started: float
-    message: tuple | None = None
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is not None and code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"worker process died from {name}"
-    return f"worker process exited with code {code} without a result"
-
-
 # ---------------------------------------------------------------- the batch
 
 
 class _Batch:
-    """Launches workers, collects their results and persists errors; the loop lives in run()."""
+    """Feeds Jobs to an executor, writes what comes back (reports, errors) and keeps the counts."""
 
-    def __init__(self, request: ValidateRequest, plan: _Plan, on_event: Callable[[BatchEvent], None] | None):
+    def __init__(self, request: ValidateRequest, plan: _Plan, executor: Executor,
+                 on_event: Callable[[BatchEvent], None] | None):
         self.request = request
         self.plan = plan
+        self.executor = executor
         self.on_event = on_event
-        self.context = multiprocessing.get_context("spawn")
-        self.workers = max(1, request.workers or os.cpu_count() or 1)
-        self.running: dict[int, _Running] = {}
+        self.workers = executor.capacity
         self.counts = {"pass": 0, "warn": 0, "fail": 0, "error": 0}
         self.elapsed: dict[int, float] = {}
+        self.started: dict[int, float] = {}
         self.done = 0
         self.ran = 0
         self.resumed: set[int] = set()
 
-    def emit(self, kind: str, episode: int | None, status: str | None = None, message: str | None = None) -> None:
+    def emit(self, kind: str, episode: int | None, status: str | None = None, message: str | None = None,
+             worker: str | None = None) -> None:
         if self.on_event is None:
             return
         total = len(self.plan.episodes)
-        self.on_event(BatchEvent(kind, episode, status, message, self.done, total, tuple(sorted(self.running)),
-                                 dict(self.counts), self._eta(total)))
+        self.on_event(BatchEvent(kind, episode, status, message, self.done, total, tuple(sorted(self.started)),
+                                 dict(self.counts), self._eta(total), worker))
 
     def _eta(self, total: int) -> float | None:
         if not self.elapsed:
@@ -354,69 +292,63 @@ class _Batch:
         left = total - self.done
         return mean * left / self.workers
 
-    def run_request(self, episode: int) -> RunRequest:
+    def job(self, episode: int) -> Job:
+        """Everything a worker needs for one episode, ready-made and picklable."""
         r = self.request
-        return RunRequest(root=r.root, repo_id=r.repo_id, revision=r.revision, episode=episode, profile=r.profile,
-                          mode=r.mode, image_stride=r.image_stride, thresholds=r.thresholds,
-                          tolerance_overrides=dict(r.tolerance_overrides), report_dir=Path(r.report_dir),
-                          rerun=None, plots=r.plots, stack=r.stack, offline=r.offline,
-                          render_workers=0 if self.workers > 1 else None)  # episodes already share the cores
+        request = RunRequest(root=r.root, repo_id=r.repo_id, revision=r.revision, episode=episode,
+                             profile=r.profile, mode=r.mode, image_stride=r.image_stride, thresholds=r.thresholds,
+                             tolerance_overrides=dict(r.tolerance_overrides), report_dir=Path(r.report_dir),
+                             rerun=None, plots=r.plots, stack=r.stack, offline=r.offline,
+                             render_workers=self._render_workers())
+        return Job(episode, request, fault=fault_for(episode))
+
+    def _render_workers(self) -> int | None:
+        """Image mode's render processes per episode: none when episodes already share the cores."""
+        if self.request.executor == "ray":  # a task owns the CPUs it asked for
+            cpus = int(self.request.cpus_per_task)
+            return cpus if cpus >= 2 else 0
+        return 0 if self.workers > 1 else None
 
     def launch(self, episode: int) -> None:
-        receive, send = self.context.Pipe(duplex=False)
-        process = self.context.Process(target=_worker, args=(self.run_request(episode), os.getpid(), send),
-                                       name=f"replay-check episode {episode}", daemon=True)
-        process.start()
-        send.close()
-        self.running[episode] = _Running(episode, process, receive, time.monotonic())
+        self.executor.submit(self.job(episode))
+        self.started[episode] = time.monotonic()
         self.emit("start", episode)
 
-    def poll(self) -> None:
-        """Wait briefly for a worker to report or exit; finish those that did, kill those past the timeout."""
-        handles = [r.conn for r in self.running.values()] + [r.process.sentinel for r in self.running.values()]
-        wait(handles, timeout=0.25)
-        now = time.monotonic()
-        for run in list(self.running.values()):
-            self._receive(run)
-            if not run.process.is_alive():
-                run.process.join()
-                self._receive(run)
-                self.finish(run, *self._result(run))
-            elif self.request.timeout and now - run.started > self.request.timeout:
-                self._kill(run)
-                self.finish(run, "error", f"timed out after {self.request.timeout:g} s (worker killed)", None)
-
-    @staticmethod
-    def _receive(run: _Running) -> None:
-        if run.message is None:
+    def finish(self, result: JobResult) -> None:
+        """Write the episode's report folder (or error.json) from what the worker returned."""
+        episode = result.episode
+        elapsed = time.monotonic() - self.started.pop(episode)
+        status, message, trace = result.status, result.message, result.traceback
+        if status != "error":
+            status, message = self._check_versions(result)
+        if status != "error":
             try:
-                if run.conn.poll():
-                    run.message = run.conn.recv()
-            except (EOFError, OSError):
-                pass
-
-    def _result(self, run: _Running) -> tuple[str, str | None, str | None]:
-        if run.message is None:
-            return "error", _describe_exit(run.process.exitcode), None
-        kind, value, trace = run.message
-        return ("error", value, trace) if kind == "error" else (value, None, None)
-
-    @staticmethod
-    def _kill(run: _Running) -> None:
-        run.process.kill()
-        run.process.join(5)
-
-    def finish(self, run: _Running, status: str, message: str | None, trace: str | None) -> None:
-        elapsed = time.monotonic() - run.started
-        del self.running[run.episode]
-        run.conn.close()
+                install_report_files(result.files, _episode_dir(self.plan, self.request, episode))
+            except (OSError, ValueError) as exc:
+                status, message, trace = "error", f"could not write the report: {exc}", None
         if status == "error":
-            self._persist_error(run.episode, message or "error", trace, elapsed)
-        self.elapsed[run.episode] = elapsed
+            self._persist_error(episode, message or "error", trace, elapsed)
+        self.elapsed[episode] = elapsed
         self.counts[status] = self.counts.get(status, 0) + 1
         self.done += 1
         self.ran += 1
-        self.emit("done", run.episode, status, message)
+        self.emit("done", episode, status, message, result.worker or None)
+
+    def _check_versions(self, result: JobResult) -> tuple[str, str | None]:
+        """A report made with other packages than this batch's key would never be reused: an error instead."""
+        try:
+            report = json.loads(result.files["report.json"])
+        except (KeyError, ValueError):
+            return "error", f"worker {result.worker} returned no readable report.json"
+        if report.get("tool_version") != __version__:
+            return "error", (f"worker {result.worker} runs replay-check {report.get('tool_version')}; this driver "
+                             f"runs {__version__}: install the same version on every node")
+        mine, theirs = dict(self.plan.key.versions), report.get("versions") or {}
+        differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        if differ:
+            found = ", ".join(f"{k} {theirs.get(k, 'missing')} (driver {mine.get(k, 'missing')})" for k in differ)
+            return "error", f"worker {result.worker} replayed with other package versions: {found}"
+        return result.status, None
 
     def _persist_error(self, episode: int, message: str, trace: str | None, elapsed: float) -> None:
         folder = _episode_dir(self.plan, self.request, episode)
@@ -425,16 +357,6 @@ class _Batch:
                     "settings_hash": self.plan.key.settings_hash, "elapsed_s": round(elapsed, 3),
                     "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
         write_atomic(folder / ERROR_FILE, json.dumps(document, indent=2) + "\n")
-
-    def terminate_all(self) -> None:
-        for run in list(self.running.values()):
-            run.process.terminate()
-        for run in list(self.running.values()):
-            run.process.join(5)
-            if run.process.is_alive():
-                self._kill(run)
-            run.conn.close()
-        self.running.clear()
 
     def run(self) -> bool:
         """Run every selected episode not already done; returns True when interrupted (Ctrl-C)."""
@@ -450,12 +372,14 @@ class _Batch:
                 pending.append(episode)
         pending.reverse()
         try:
-            while pending or self.running:
-                while pending and len(self.running) < self.workers:
+            while pending or self.started:
+                while pending and len(self.started) < self.executor.capacity:
                     self.launch(pending.pop())
-                self.poll()
+                for result in self.executor.wait(0.25):
+                    self.finish(result)
         except KeyboardInterrupt:
-            self.terminate_all()
+            self.executor.cancel_all()
+            self.started.clear()
             self.emit("interrupted", None)
             return True
         return False
@@ -466,9 +390,14 @@ def validate_dataset(request: ValidateRequest, *,
     """Validate the selected episodes and write summary.json/md/html and junit.xml; returns the summary."""
     started = time.monotonic()
     plan = _plan(request)
-    plan.out_dir.mkdir(parents=True, exist_ok=True)
-    batch = _Batch(request, plan, on_event)
-    interrupted = batch.run()
+    executor = make_executor(request.executor, workers=request.workers, timeout=request.timeout,
+                             ray_address=request.ray_address, cpus_per_task=request.cpus_per_task)
+    try:
+        plan.out_dir.mkdir(parents=True, exist_ok=True)
+        batch = _Batch(request, plan, executor, on_event)
+        interrupted = batch.run()
+    finally:
+        executor.close()
     entries = []
     for episode in plan.episodes:
         entry = _entry_on_disk(plan, request, episode)
@@ -478,7 +407,8 @@ def validate_dataset(request: ValidateRequest, *,
         entry.resumed = episode in batch.resumed
         entry.elapsed_s = round(batch.elapsed[episode], 3) if episode in batch.elapsed else entry.elapsed_s
         entries.append(entry)
-    run = {"workers": batch.workers, "ran": batch.ran, "resumed": len(batch.resumed), "interrupted": interrupted,
+    run = {"executor": request.executor, "workers": batch.workers, "ran": batch.ran, "resumed": len(batch.resumed),
+           "interrupted": interrupted,
            "wall_s": round(time.monotonic() - started, 3),
            "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
     summary = build_summary(entries, dataset=plan.dataset, settings=plan.settings, selection=plan.episodes, run=run,
@@ -528,5 +458,5 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-__all__ = ["BatchEvent", "BatchKey", "BatchSummary", "ProgressLine", "ValidateRequest", "parse_episodes",
+__all__ = ["FAULT_ENV", "BatchEvent", "BatchKey", "BatchSummary", "ProgressLine", "ValidateRequest", "parse_episodes",
            "reusable_report", "validate_dataset"]

@@ -1,7 +1,8 @@
-"""Batch validation: counts and exit codes, resume after deletion or a killed run, crashes, Ctrl-C, bad input.
+"""Batch validation on the local pool: counts and exit codes, resume after deletion or a killed run, crashes,
+worker reuse and replacement, no orphans after a SIGKILLed driver, Ctrl-C, bad input.
 
 The datasets are recorded once per module with the scripted PushT pusher (physically consistent, ~1 s);
-replays run in --mode state, so each worker costs about its interpreter start-up.
+replays run in --mode state, so each batch costs about one interpreter start-up per worker.
 """
 
 from __future__ import annotations
@@ -143,10 +144,40 @@ def test_crashes_and_timeouts_become_errors_and_are_retried(clean_root, tmp_path
     assert "exited with code 7" in retry.summary["episodes"][0]["message"]
 
 
-def _start_cli(root: Path, report_dir: Path) -> subprocess.Popen:
+def test_workers_are_reused_and_replaced_after_a_crash(clean_root, tmp_path, monkeypatch):
+    events = []
+    monkeypatch.setenv(FAULT_ENV, "1=raise")  # an exception is an error, and the worker serves on
+    batch = validate_dataset(request(clean_root, tmp_path, workers=1), on_event=events.append)
+    workers = [e.worker for e in events if e.kind == "done"]
+    assert batch.counts["error"] == 1 and len(set(workers)) == 1 and workers[0]
+    events.clear()
+    monkeypatch.setenv(FAULT_ENV, "1=kill")  # a SIGKILLed worker is replaced for the next episode
+    batch = validate_dataset(request(clean_root, tmp_path, workers=1, force=True), on_event=events.append)
+    done = {e.episode: e for e in events if e.kind == "done"}
+    assert done[1].status == "error" and "SIGKILL" in done[1].message
+    assert done[0].worker and done[2].worker and done[0].worker != done[2].worker
+    assert (batch.counts["pass"], batch.counts["error"]) == (2, 1)
+
+
+def _start_cli(root: Path, report_dir: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
     args = [sys.executable, "-m", "replay_check", "validate", "--root", str(root), "--mode", "state",
-            "--workers", "1", "--no-plots", "--report-dir", str(report_dir)]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            "--workers", "1", "--no-plots", "--report-dir", str(report_dir), *extra]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+
+
+def test_sigkilled_driver_leaves_no_workers(clean_root, tmp_path):
+    import psutil
+
+    proc = _start_cli(clean_root, tmp_path, "--workers", "2", env={FAULT_ENV: "0=hang,1=hang"})
+    deadline = time.monotonic() + 30
+    while len(children := psutil.Process(proc.pid).children(recursive=True)) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, "workers did not start"
+        time.sleep(0.05)
+    proc.kill()
+    proc.communicate()
+    gone, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive, [p.cmdline() for p in alive]
 
 
 def _wait_for_report(report_dir: Path, proc: subprocess.Popen) -> None:
@@ -162,7 +193,6 @@ def test_killed_run_resumes(clean_root, tmp_path):
     _wait_for_report(tmp_path, proc)
     proc.kill()
     proc.communicate()
-    time.sleep(1.5)  # the orphaned worker notices its parent is gone within a second and exits
     done = sorted(p.parent.name for p in tmp_path.glob("*/episode_*/report.json"))
     assert 1 <= len(done) < EPISODES
     events = []
@@ -195,6 +225,8 @@ def test_cli_rejects_bad_thresholds_and_episodes_with_exit_2(clean_root, tmp_pat
     assert result.output.strip().count("\n") == 0 and "arm_radians" in result.output
     result = runner.invoke(cli, [*base, "--episodes", "0:99"])
     assert result.exit_code == 2 and "valid episode indices: 0..2" in result.output
+    result = runner.invoke(cli, [*base, "--ray-address", "127.0.0.1:6379"])
+    assert result.exit_code == 2 and result.output.strip() == "Error: --ray-address needs --executor ray"
     assert not (tmp_path / "r").exists()
 
 

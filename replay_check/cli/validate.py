@@ -1,4 +1,4 @@
-"""`replay-check validate`: validate many episodes in worker processes and write a batch summary."""
+"""`replay-check validate`: validate many episodes on a local pool or Ray and write a batch summary."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 import click
 
 from replay_check.cli.options import check_dataset_options, dataset_options, replay_options
+from replay_check.executors import EXECUTORS
 from replay_check.validate import ProgressLine, ValidateRequest, validate_dataset
 
 
@@ -17,7 +18,13 @@ from replay_check.validate import ProgressLine, ValidateRequest, validate_datase
               help="Episodes to validate (START:STOP[:STEP] excludes STOP, like a Python slice).")
 @replay_options
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker processes, one episode each [default: number of CPUs].")
+              help="Episodes at once [default: number of CPUs; with Ray: cluster CPUs / --cpus-per-task].")
+@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+              help="local: a pool of reused worker processes; ray: one Ray task per episode (replay-check[ray]).")
+@click.option("--ray-address", default=None, metavar="HOST:PORT",
+              help="Ray cluster to use with --executor ray [default: a private local Ray instance].")
+@click.option("--cpus-per-task", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="CPUs each episode's Ray task requests.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Kill an episode's worker after this long and record it as an error.")
 @click.option("--force", is_flag=True, help="Redo episodes that already have a report with the same settings.")
@@ -27,20 +34,22 @@ from replay_check.validate import ProgressLine, ValidateRequest, validate_datase
               help="Replay on this physics stack (repeat: one batch and summary per stack).")
 @click.option("--offline", is_flag=True, help="Build stacks from uv's cache only (also: UV_OFFLINE=1).")
 @click.option("-q", "--quiet", is_flag=True, help="No live progress line.")
-def command(root, repo_id, revision, episodes, replay, workers, timeout, force, strict, no_plots, stacks, offline,
-            quiet):
+def command(root, repo_id, revision, episodes, replay, workers, executor, ray_address, cpus_per_task, timeout,
+            force, strict, no_plots, stacks, offline, quiet):
     """Validate many episodes of a dataset and write summary.json/md/html and junit.xml.
 
-    Each episode runs in its own process; a crash or timeout marks that episode "error" and the rest go
-    on. Re-running skips episodes already reported with the same settings (--force redoes them), so an
-    interrupted batch resumes. Exit code: 0 all pass (or warn, unless --strict), 1 any fail, 2 bad input,
-    3 no fail but an episode errored or did not run, 130 interrupted.
+    Episodes run in reused worker processes (or as Ray tasks with --executor ray); a crash, a dead
+    worker or a timeout marks that episode "error" and the rest go on. Re-running skips episodes
+    already reported with the same settings (--force redoes them), so an interrupted batch resumes.
+    Exit code: 0 all pass (or warn, unless --strict), 1 any fail, 2 bad input, 3 no fail but an episode
+    errored or did not run, 130 interrupted.
 
     \b
     Examples:
       replay-check validate --repo-id lerobot/aloha_sim_insertion_human --episodes 0:10 --mode state
       replay-check validate --root data/pusht --workers 2 --thresholds thresholds.toml --strict
       replay-check validate --root data/aloha --mode state --stack installed --stack aloha-2023
+      replay-check validate --repo-id lerobot/pusht --executor ray --ray-address 10.0.0.5:6379
     """
     check_dataset_options(root, repo_id, revision)
     request = ValidateRequest(
@@ -49,6 +58,9 @@ def command(root, repo_id, revision, episodes, replay, workers, timeout, force, 
         revision=revision,
         episodes=episodes,
         workers=workers,
+        executor=executor,
+        ray_address=ray_address,
+        cpus_per_task=cpus_per_task,
         **replay,
         timeout=timeout,
         force=force,
