@@ -7,6 +7,7 @@ Run by `nox -s nightly` as `python -m replay_check.nightly --config nightly.toml
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import Any
 from replay_check.errors import ConfigError, ReplayCheckError
 from replay_check.tomlfile import read_toml
 
-_RUN_KEYS = {"workers", "timeout", "strict"}
+_RUN_KEYS = {"workers", "timeout", "strict", "executor", "ray_address", "cpus_per_task"}
 _HUB_KEYS = {"repo_id", "revision", "episodes", "mode", "image_stride"}
 _OFFLINE_KEYS = {"env", "episodes", "steps", "env_state", "mode", "image_stride", "seed"}
 
@@ -51,6 +52,9 @@ class NightlyConfig:
     workers: int | None = None
     timeout: float | None = None
     strict: bool = False
+    executor: str = "local"  # "ray": every batch runs on the Ray cluster at ray_address
+    ray_address: str | None = None
+    cpus_per_task: float = 1.0
 
 
 def _table(values: Any, allowed: set[str], where: str) -> dict[str, Any]:
@@ -77,7 +81,8 @@ def load_config(path: str | Path) -> NightlyConfig:
     if missing:
         raise ConfigError(f"{path}: every [[hub]] needs repo_id and every [[offline]] needs env")
     return NightlyConfig(hub=hub, offline=offline, workers=run.get("workers"), timeout=run.get("timeout"),
-                         strict=bool(run.get("strict", False)))
+                         strict=bool(run.get("strict", False)), executor=run.get("executor", "local"),
+                         ray_address=run.get("ray_address"), cpus_per_task=float(run.get("cpus_per_task", 1.0)))
 
 
 def hub_reachable(repo_id: str, revision: str | None = None, timeout: float = 5.0) -> bool:
@@ -113,7 +118,9 @@ def _validate(config: NightlyConfig, validate: Validate, out: Path, name: str, s
               **where: Any) -> BatchOutcome:
     from replay_check.validate import ValidateRequest
 
-    request = ValidateRequest(report_dir=out, workers=config.workers, timeout=config.timeout, **where)
+    request = ValidateRequest(report_dir=out, workers=config.workers, timeout=config.timeout,
+                              executor=config.executor, ray_address=config.ray_address,
+                              cpus_per_task=config.cpus_per_task, **where)
     try:
         batch = validate(request)
     except ReplayCheckError as exc:
@@ -172,9 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=Path("nightly.toml"))
     parser.add_argument("--out", type=Path, required=True, help="report folder, e.g. reports/nightly/2026-01-31")
     parser.add_argument("--offline", action="store_true", help="do not use the Hub: record stand-in datasets")
+    parser.add_argument("--ray-address", default=None, help="run every batch on this Ray cluster (--executor ray)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
+        if args.ray_address:
+            config = dataclasses.replace(config, executor="ray", ray_address=args.ray_address)
         return run_nightly(config, args.out, offline=args.offline)
     except ReplayCheckError as exc:
         print(f"Error: {exc}", file=sys.stderr)

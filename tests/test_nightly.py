@@ -98,3 +98,18 @@ def test_main_reports_bad_config_with_exit_2(tmp_path, capsys):
     path.write_text("[nightly]\n")
     assert main(["--config", str(path), "--out", str(tmp_path / "o")]) == 2
     assert "unknown key(s) ['nightly']" in capsys.readouterr().err
+
+
+def test_run_table_sends_batches_to_a_ray_cluster(tmp_path):
+    path = tmp_path / "n.toml"
+    path.write_text('[run]\nexecutor = "ray"\nray_address = "10.0.0.5:6379"\ncpus_per_task = 2\n'
+                    '[[hub]]\nrepo_id = "a/b"\n')
+    validated = []
+
+    def validate(request):
+        validated.append(request)
+        return FakeBatch(0)
+
+    assert run_nightly(load_config(path), tmp_path, validate=validate, reachable=lambda *a: True,
+                       log=lambda s: None) == 0
+    assert [(r.executor, r.ray_address, r.cpus_per_task) for r in validated] == [("ray", "10.0.0.5:6379", 2.0)]

@@ -8,6 +8,7 @@ replays run in --mode state, so each batch costs about one interpreter start-up 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -240,3 +241,11 @@ def test_cli_exit_code_follows_verdicts(broken_root, tmp_path):
     result = CliRunner().invoke(cli, [*args, "--episodes", "0,2"])
     assert result.exit_code == 0, result.output
     assert (report_folder(tmp_path, broken_root) / "summary.html").exists()
+
+
+def test_ray_executor_without_ray_is_bad_input(monkeypatch):
+    from replay_check.executors import make_executor
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    with pytest.raises(InputError, match=r'--executor ray needs Ray: pip install "replay-check\[ray\]"'):
+        make_executor("ray", workers=None, timeout=None)

@@ -1,0 +1,134 @@
+"""validate --executor ray on a real two-node Ray cluster bound to 127.0.0.1 (one cluster for the module).
+
+Four recorded PushT episodes (episode 1's actions shifted, so it fails) in state mode: the Ray run's
+summary and reports equal the local pool's; a worker killed mid-episode is an error after Ray's bounded
+retry and the batch completes; an interrupted Ray run cancels its outstanding tasks and a re-run redoes
+only the episodes without a report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from replay_check.validate import FAULT_ENV, ValidateRequest, validate_dataset
+from tests.report_paths import report_folder
+
+pytestmark = pytest.mark.slow
+EPISODES, STEPS = 4, 30
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head and a second node, one CPU each, everything on 127.0.0.1; the driver stays connected."""
+    # Without this (read when ray is imported), Ray rewrites a 127.0.0.1 address to the machine's outward IP
+    # before connecting, and the nodes bound to 127.0.0.1 are unreachable.
+    saved = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                            "node_ip_address": "127.0.0.1"})
+    try:
+        cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+        ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
+        cluster.wait_for_nodes()
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        if saved is None:
+            os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+        else:
+            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = saved
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    from replay_check.record import record_dataset
+
+    root = tmp_path_factory.mktemp("ray") / "pusht_four"
+    record_dataset("pusht", EPISODES, root, seed=0, progress=False, steps=STEPS)
+    path = next((root / "data").rglob("*.parquet"))
+    table = pq.read_table(path)
+    actions = np.array(table.column("action").to_pylist(), dtype=np.float32)
+    actions[np.array(table.column("episode_index").to_pylist()) == 1, 0] += 60.0
+    column = pa.FixedSizeListArray.from_arrays(pa.array(actions.ravel()), 2)
+    pq.write_table(table.set_column(table.schema.get_field_index("action"), table.schema.field("action"), column),
+                   path)
+    return root
+
+
+def ray_request(root: Path, report_dir: Path, cluster, **kw) -> ValidateRequest:
+    return ValidateRequest(root=root, mode="state", report_dir=report_dir, plots=False, executor="ray",
+                           ray_address=cluster.address, **kw)
+
+
+def comparable(summary: dict) -> dict:
+    summary = json.loads(json.dumps(summary))
+    summary.pop("run")
+    for entry in summary["episodes"]:
+        entry.pop("elapsed_s")
+        entry.pop("resumed")
+    return summary
+
+
+def outcome(report_dir: Path, root: Path, episode: int) -> dict:
+    report = json.loads((report_folder(report_dir, root) / f"episode_{episode:06d}" / "report.json").read_text())
+    return {key: report[key] for key in ("verdict", "summary", "divergence", "settings", "initial_state")}
+
+
+def test_ray_reports_equal_local_ones(cluster, root, tmp_path):
+    local = validate_dataset(ValidateRequest(root=root, mode="state", report_dir=tmp_path / "local", plots=False,
+                                             workers=2))
+    events = []
+    remote = validate_dataset(ray_request(root, tmp_path / "ray", cluster), on_event=events.append)
+    assert (remote.counts["pass"], remote.counts["fail"], remote.counts["error"]) == (3, 1, 0)
+    assert comparable(remote.summary) == comparable(local.summary)
+    assert remote.exit_code() == local.exit_code() == 1
+    assert remote.summary["run"]["executor"] == "ray" and remote.summary["run"]["workers"] == 2
+    for episode in range(EPISODES):
+        assert outcome(tmp_path / "ray", root, episode) == outcome(tmp_path / "local", root, episode)
+    junit = [(report_folder(tmp_path / d, root) / "junit.xml").read_text() for d in ("local", "ray")]
+    assert junit[0].count("<failure") == junit[1].count("<failure") == 1
+    assert len({e.worker for e in events if e.kind == "done"}) >= 2  # two one-CPU nodes ran tasks side by side
+
+
+def test_ray_worker_killed_mid_episode_is_an_error(cluster, root, tmp_path, monkeypatch):
+    monkeypatch.setenv(FAULT_ENV, "2=kill")
+    batch = validate_dataset(ray_request(root, tmp_path, cluster))
+    assert (batch.counts["pass"], batch.counts["fail"], batch.counts["error"]) == (2, 1, 1)
+    entry = next(e for e in batch.summary["episodes"] if e["episode"] == 2)
+    assert entry["message"] == "Ray worker process died after 2 attempts"
+    saved = json.loads((report_folder(tmp_path, root) / "episode_000002" / "error.json").read_text())
+    assert saved["status"] == "error" and saved["message"] == entry["message"]
+
+
+def test_interrupted_ray_run_cancels_and_resumes(cluster, root, tmp_path):
+    import ray
+
+    def interrupt_after_first(event):
+        if event.kind == "done":
+            raise KeyboardInterrupt
+
+    first = validate_dataset(ray_request(root, tmp_path, cluster), on_event=interrupt_after_first)
+    assert first.interrupted and first.exit_code() == 130
+    done = sorted(p.parent.name for p in report_folder(tmp_path, root).glob("episode_*/report.json"))
+    assert len(done) == 1 and first.counts["skipped"] == EPISODES - 1
+    deadline = time.monotonic() + 20  # the cancelled task's worker is killed and its CPU returns
+    while ray.available_resources().get("CPU", 0) < 2:
+        assert time.monotonic() < deadline, ray.available_resources()
+        time.sleep(0.2)
+    events = []
+    again = validate_dataset(ray_request(root, tmp_path, cluster), on_event=events.append)
+    assert [f"episode_{e.episode:06d}" for e in events if e.kind == "skip"] == done
+    assert len([e for e in events if e.kind == "start"]) == EPISODES - 1
+    assert (again.counts["pass"], again.counts["fail"]) == (3, 1) and again.summary["run"]["resumed"] == 1
