@@ -22,7 +22,7 @@ from replay_check.validate import ProgressLine, ValidateRequest, validate_datase
 @click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
               help="local: a pool of reused worker processes; ray: one Ray task per episode (replay-check[ray]).")
 @click.option("--ray-address", default=None, metavar="HOST:PORT",
-              help="Ray cluster to use with --executor ray [default: a private local Ray instance].")
+              help="Ray cluster for --executor ray [default: $RAY_ADDRESS, else a private local Ray instance].")
 @click.option("--cpus-per-task", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="CPUs each episode's Ray task requests.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",

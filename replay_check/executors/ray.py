@@ -11,9 +11,10 @@ flight (default: the cluster's CPUs / cpus_per_task), so the timeout is measured
 
 from __future__ import annotations
 
+import os
 import time
 
-from replay_check.errors import InputError
+from replay_check.errors import InputError, OperationalError
 from replay_check.executors.job import Job, JobResult, run_job
 
 DEFAULT_RETRIES = 1
@@ -28,7 +29,7 @@ def _import_ray():
 
 
 class RayExecutor:
-    """Runs Jobs as Ray tasks; connects to `address` (or starts a private local instance on 127.0.0.1)."""
+    """Runs Jobs as Ray tasks on the cluster at `address` (else RAY_ADDRESS, else a private one on 127.0.0.1)."""
 
     def __init__(self, *, address: str | None = None, workers: int | None = None, timeout: float | None = None,
                  cpus_per_task: float = 1.0, max_retries: int = DEFAULT_RETRIES):
@@ -50,15 +51,16 @@ class RayExecutor:
 
     def _connect(self, address: str | None) -> None:
         options = {"log_to_driver": False, "logging_level": "ERROR", "configure_logging": True}
+        address = address or os.environ.get("RAY_ADDRESS") or None  # RAY_ADDRESS: set by `ray job submit`
         try:
             if address is None:  # a private instance on this machine, reachable from here only
-                self._ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **options)
+                self._ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", **options)
             else:
                 self._ray.init(address=address, **options)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            where = f"at {address}" if address else "locally"
+        except Exception as exc:  # Ray raises ConnectionError, ValueError, or a bare Exception on a startup timeout
+            where = f"at {address}" if address else "on this machine"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InputError(f"cannot start or reach a Ray cluster {where}: {first}") from None
+            raise OperationalError(f"cannot start or reach a Ray cluster {where}: {first}") from None
 
     def submit(self, job: Job) -> None:
         self._busy[self._task.remote(job)] = (job, time.monotonic())
