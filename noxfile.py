@@ -21,6 +21,13 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+@nox.session(default=False)
+def fast(session: nox.Session) -> None:
+    """The suite without tests marked slow (worker processes, full renders, estimators); `--` args go to pytest."""
+    session.install(".[test]")
+    session.run("pytest", "-m", "not slow", *session.posargs)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """Check the code with ruff (configured in pyproject.toml)."""

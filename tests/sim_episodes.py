@@ -6,6 +6,7 @@ step alignment, metrics and fault localisation in milliseconds.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,14 +101,25 @@ def aloha_episode(task: str = "transfer_cube", steps: int = 60, seed: int = 0, *
     )
 
 
+@functools.cache
+def scripted_rows(task: str, seed: int) -> tuple:
+    """The full scripted demonstration of (task, seed), physics only, rolled out once per test session.
+
+    Several modules check the same 400-step demonstrations; each costs seconds to plan and refine.
+    """
+    from replay_check.policies.aloha import rollout_aloha
+
+    return tuple(rollout_aloha(task, seed, render=False))
+
+
 def scripted_aloha_episode(task: str, seed: int, *, frame0: bool = True, env_state: bool = False) -> Episode:
     """A full scripted demonstration (physics only), with frame 0 rendered for the estimator when asked.
 
     Rows are rounded to float32 as a dataset stores them.
     """
-    from replay_check.policies.aloha import rollout_aloha, sample_object_poses
+    from replay_check.policies.aloha import sample_object_poses
 
-    rows = list(rollout_aloha(task, seed, render=False))
+    rows = scripted_rows(task, seed)
     state = np.array([r.state for r in rows], dtype=np.float32).astype(np.float64)
     cameras = {}
     features = {

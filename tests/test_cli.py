@@ -50,6 +50,7 @@ def test_hub_offline_is_a_clear_error(runner, monkeypatch, tmp_path):
     assert "lerobot/aloha_sim_insertion_human" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_run_replays_a_recorded_dataset_and_writes_its_report(runner, recorded_cube, tmp_path):
     reports = tmp_path / "reports"
     result = runner.invoke(cli, ["run", "--root", str(recorded_cube), "--episode", "0", "--report-dir", str(reports),

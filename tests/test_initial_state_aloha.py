@@ -55,6 +55,7 @@ def insertion():
     adapter.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["transfer_cube", "insertion"])
 def test_estimate_recovers_random_pose_within_3mm(task, insertion):
     if task == "insertion":

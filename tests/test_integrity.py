@@ -83,6 +83,7 @@ def test_fingerprint_covers_the_episodes_video_segment(pusht_two, tmp_path):
     assert episode_fingerprint(open_dataset(root=copy).episode(1)) != before
 
 
+@pytest.mark.slow
 def test_validate_does_not_reuse_a_report_of_data_rerecorded_in_place(pusht_two, tmp_path):
     data = tmp_path / "ds"
     shutil.copytree(pusht_two, data)

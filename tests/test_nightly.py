@@ -86,6 +86,7 @@ def test_reachable_hub_validates_pinned_revisions(tmp_path):
     assert all(r.root is not None for r in validated)
 
 
+@pytest.mark.slow
 def test_offline_nightly_records_and_validates_for_real(tmp_path):
     config = NightlyConfig(offline=[OfflineDataset("pusht", episodes=1, steps=20, mode="state")], workers=1)
     assert run_nightly(config, tmp_path, offline=True, log=lambda s: None) == 0

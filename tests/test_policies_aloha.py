@@ -16,6 +16,7 @@ from replay_check.policies.aloha import (
     slerp,
 )
 from replay_check.sims.aloha import qpos_to_robot_state
+from tests.sim_episodes import scripted_rows
 
 
 def test_object_poses_follow_seed_and_spawn_areas():
@@ -56,6 +57,8 @@ def test_slerp_takes_the_short_arc():
 
 
 def _episode(task: str, seed: int, steps: int):
+    if steps == 400:  # the full demonstration, shared with other modules
+        return list(scripted_rows(task, seed))
     return list(rollout_aloha(task, seed, steps=steps, render=False))
 
 

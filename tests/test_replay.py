@@ -69,6 +69,7 @@ def test_wrong_gripper_scale_is_caught_in_the_grippers(episode, profile):
     assert grippers and min(grippers) <= 15
 
 
+@pytest.mark.slow
 def test_video_shifted_by_a_few_frames_diverges_at_frame_zero(profile):
     episode = aloha_episode("transfer_cube", steps=14, seed=3, render=True)
     frames = episode.cameras["observation.images.top"].frames

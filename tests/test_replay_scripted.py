@@ -23,6 +23,7 @@ def test_replay_with_environment_state_is_exact_to_float32(task, profile_name, s
     assert result.summary["state_max_abs"] < 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("task", "profile_name", "seed"), [("insertion", "aloha-insertion", 5)])
 def test_estimated_initial_state_recovers_objects_and_success(task, profile_name, seed):
     profile = available_profiles()[profile_name]

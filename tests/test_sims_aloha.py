@@ -7,9 +7,10 @@ import pytest
 
 from replay_check.errors import ProfileError
 from replay_check.families.aloha import objects_from_environment_state
-from replay_check.policies.aloha import rollout_aloha, sample_object_poses
+from replay_check.policies.aloha import sample_object_poses
 from replay_check.sims.aloha import AlohaAdapter, qpos_to_robot_state, robot_state_to_qpos
 from replay_check.sims.base import InitialState
+from tests.sim_episodes import scripted_rows
 
 
 def test_restore_puts_robot_and_objects_exactly_where_asked():
@@ -26,7 +27,7 @@ def test_restore_puts_robot_and_objects_exactly_where_asked():
 
 
 def test_reward_is_gym_alohas_own_on_every_step_of_a_demonstration():
-    rows = list(rollout_aloha("insertion", 5, render=False))
+    rows = scripted_rows("insertion", 5)
     adapter = AlohaAdapter("insertion")
     adapter.restore(InitialState(rows[0].state, sample_object_poses("insertion", 5), "truth"))
     seen = set()

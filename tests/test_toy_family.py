@@ -90,7 +90,7 @@ def test_a_physics_change_makes_the_toy_replay_diverge(toy, tmp_path):
     """The SimSpec physics override reaches the toy adapter: a 4x coarser timestep changes the outcome."""
     from replay_check.dataset import open_dataset
     from replay_check.profiles import load_profile
-    from replay_check.replay import replay_episode
+    from replay_check.replay import adapter_for, replay_episode
     from replay_check.steps import ReplaySettings
 
     root, profile_path = toy
@@ -98,6 +98,10 @@ def test_a_physics_change_makes_the_toy_replay_diverge(toy, tmp_path):
     episode = open_dataset(root=root).episode(0)
     settings = ReplaySettings(mode="state", tolerances=profile.tolerances)
     same = replay_episode(episode, profile, settings)
-    changed = replay_episode(episode, profile, settings, physics={"timestep": 0.02})
+    adapter = adapter_for(episode, profile, physics={"timestep": 0.02})
+    try:
+        changed = replay_episode(episode, profile, settings, adapter=adapter)
+    finally:
+        adapter.close()
     assert same.summary["state_max_abs"] < 1e-5
     assert changed.summary["state_max_abs"] > same.summary["state_max_abs"] * 10

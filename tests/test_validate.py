@@ -87,6 +87,7 @@ def test_parse_episodes_forms_and_errors():
             parse_episodes(bad, available)
 
 
+@pytest.mark.slow
 def test_batch_counts_outputs_and_exit_code(broken_root, tmp_path):
     events = []
     batch = validate_dataset(request(broken_root, tmp_path, workers=2), on_event=events.append)
@@ -106,6 +107,7 @@ def test_batch_counts_outputs_and_exit_code(broken_root, tmp_path):
     assert [e.done for e in events if e.kind == "done"] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_resume_redoes_only_missing_episodes_and_force_redoes_all(clean_root, tmp_path):
     first = validate_dataset(request(clean_root, tmp_path, workers=2))
     assert first.counts["pass"] == 3 and first.exit_code() == 0
@@ -125,6 +127,7 @@ def test_resume_redoes_only_missing_episodes_and_force_redoes_all(clean_root, tm
     assert started(events) == [0]
 
 
+@pytest.mark.slow
 def test_crashes_and_timeouts_become_errors_and_are_retried(clean_root, tmp_path, monkeypatch):
     monkeypatch.setenv(FAULT_ENV, "0=segv,1=raise,2=hang")
     batch = validate_dataset(request(clean_root, tmp_path, workers=2, timeout=4.0))
@@ -189,6 +192,7 @@ def _wait_for_report(report_dir: Path, proc: subprocess.Popen) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes(clean_root, tmp_path):
     proc = _start_cli(clean_root, tmp_path)
     _wait_for_report(tmp_path, proc)
@@ -231,6 +235,7 @@ def test_cli_rejects_bad_thresholds_and_episodes_with_exit_2(clean_root, tmp_pat
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_cli_exit_code_follows_verdicts(broken_root, tmp_path):
     from replay_check.cli import cli
 

@@ -42,6 +42,7 @@ def test_layout_is_recorded_replayed_diff_and_rows_per_camera():
     assert composite(step(1, with_images=False), [CAM]) is None
 
 
+@pytest.mark.slow
 def test_writes_one_frame_per_image_step_at_the_strided_rate(tmp_path):
     path = tmp_path / "out" / "ep0.mp4"
     sink = VideoSink(path, fps=50, cameras=[CAM])
