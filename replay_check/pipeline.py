@@ -175,6 +175,7 @@ def _sinks(request: RunRequest, episode: Episode, profile: Profile, rrd_tmp: Pat
             objects=list(profile.objects),
             fps=episode.fps,
             overlay=overlay,
+            recorded_videos=recorded_videos(episode, cameras) if opts.jpeg_quality is not None else None,
         )
         sinks.append(rerun_sink)
     if request.video is not None:
@@ -184,6 +185,23 @@ def _sinks(request: RunRequest, episode: Episode, profile: Profile, rrd_tmp: Pat
 
         sinks.append(VideoSink(Path(request.video), fps=episode.fps, cameras=cameras))
     return sinks, rerun_sink
+
+
+# Codecs every Rerun viewer decodes itself (the native viewer needs a system FFmpeg for H.264, the web one does not).
+RERUN_PLAYS = ("av1",)
+
+
+def recorded_videos(episode: Episode, cameras: list[str]) -> dict[str, tuple[bytes, int]]:
+    """Per camera stored as AV1, the episode's packets as an MP4 of their own, for Rerun to show the recording
+    as stored instead of re-encoding every decoded frame as JPEG."""
+    from replay_check.dataset.video import VideoFrameSource
+
+    videos = {}
+    for key in cameras:
+        source = episode.cameras[key]
+        if isinstance(source, VideoFrameSource) and source.codec in RERUN_PLAYS:
+            videos[key] = source.segment_mp4()
+    return videos
 
 
 def check_outputs(request: RunRequest) -> None:

@@ -2,7 +2,8 @@
 
 Entity layout (timelines `frame_index` and `timestamp`):
 
-    recorded/<camera>, replayed/<camera>, diff/<camera>     images, logged as each step arrives
+    recorded/<camera>, replayed/<camera>, diff/<camera>     images, logged as each step arrives (recorded:
+                                                            the dataset's own video stream when given)
     recorded/<camera>/objects, replayed/<camera>/objects    2-D object overlay (with a projector)
     joints/<joint>/recorded|replayed                        state trajectories
     objects/<object>/recorded|replayed                      positions as three scalars (x, y, z)
@@ -191,6 +192,7 @@ class RerunSink:
         fps: float,
         projector: Projector | None = None,
         overlay: Overlay | None = None,
+        recorded_videos: Mapping[str, tuple[bytes, int]] | None = None,
     ) -> None:
         if not (rrd_path or spawn or serve):
             raise ConfigError("RerunSink was given no output; expected rrd_path, spawn or serve")
@@ -220,6 +222,7 @@ class RerunSink:
         self.rec.set_sinks(*sinks, default_blueprint=self.blueprint)
         self.rec.send_recording_name(recording_name)
         self._log_styles()
+        self._video_times = self._log_recorded_videos(recorded_videos or {})
 
     # ---- outputs -------------------------------------------------------------------------------------------
 
@@ -281,6 +284,16 @@ class RerunSink:
             color = RECORDED_COLOR if path.endswith("recorded") else REPLAYED_COLOR
             log(path, rr.SeriesLines(colors=[color], names=[metric]), static=True)
 
+    def _log_recorded_videos(self, videos: Mapping[str, tuple[bytes, int]]) -> dict[str, np.ndarray]:
+        """The dataset's own encoded stream per camera (an MP4 of the episode's packets and how many of its
+        frames precede row 0), logged once: recorded frames are then referenced, not re-encoded as JPEG."""
+        times = {}
+        for camera, (mp4, skip) in videos.items():
+            asset = rr.AssetVideo(contents=mp4, media_type="video/mp4")
+            self.rec.log(f"recorded/{part(camera)}", asset, static=True)
+            times[camera] = np.asarray(asset.read_frame_timestamps_nanos())[skip:]
+        return times
+
     def _log_error_styles(self, columns: Sequence[str]) -> None:
         for i, column in enumerate(sorted(columns)):
             self.rec.log(f"errors/{_column_path(column)}",
@@ -335,9 +348,13 @@ class RerunSink:
         c = part(camera)
         recorded = step.recorded_frames.get(camera)
         replayed = step.replayed_frames.get(camera)
-        for source, frame in (("recorded", recorded), ("replayed", replayed)):
-            if frame is not None:
-                self.rec.log(f"{source}/{c}", _image(frame, self.jpeg_quality))
+        video_times = self._video_times.get(camera)
+        if recorded is not None and video_times is not None and step.t < len(video_times):
+            self.rec.log(f"recorded/{c}", rr.VideoFrameReference(nanoseconds=int(video_times[step.t])))
+        elif recorded is not None:
+            self.rec.log(f"recorded/{c}", _image(recorded, self.jpeg_quality))
+        if replayed is not None:
+            self.rec.log(f"replayed/{c}", _image(replayed, self.jpeg_quality))
         if recorded is not None and replayed is not None and recorded.shape == replayed.shape:
             self.rec.log(f"diff/{c}", _image(diff_for_view(recorded, replayed), self.jpeg_quality))
         if self.overlay is not None:

@@ -1,7 +1,7 @@
 """Per-step cost of a replay, split by phase, serial and pipelined, and peak memory (a benchmark, not a test).
 
     python scripts/benchmark.py                      # records a 400-step ALOHA insertion episode into /tmp first
-    python scripts/benchmark.py --root DATASET --episode 0 [--pusht-root DATASET] [--render-workers 0,2]
+    python scripts/benchmark.py --root DATASET --episode 0 [--pusht-root DATASET] [--render-workers 0,2] [--steps N]
 
 Prints ms/step for: the physics floor (adapter.step only), state mode, the decode and render floors, and image mode
 (with a Rerun recording) once per render-worker count (0 = serial, in step order), split into decode / physics /
@@ -14,6 +14,7 @@ is its own. Everything is measured in one run so ratios are comparable on a nois
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import multiprocessing
 import resource
@@ -77,16 +78,28 @@ def _metrics_digest(columns) -> str:
     return digest.hexdigest()
 
 
-def _image_run(root: Path, episode_index: int, initial, rrd: Path, workers: int, queue) -> None:
-    """One image-mode replay with a Rerun recording, in a fresh process; puts its figures on `queue`."""
-    from replay_check.viz import RerunSink
-
+def load(root: Path, episode_index: int, steps: int | None):
+    """(episode, profile), the episode cut to its first `steps` rows when given."""
     dataset = open_dataset(root=root)
     episode = dataset.episode(episode_index)
-    profile = select_profile(dataset.meta)
+    if steps is not None and steps < episode.length:
+        cut = {name: getattr(episode, name)[:steps] for name in
+               ("timestamps", "state", "action", "environment_state", "reward", "success", "done")
+               if getattr(episode, name) is not None}
+        episode = dataclasses.replace(episode, **cut)
+    return episode, select_profile(dataset.meta)
+
+
+def _image_run(root: Path, episode_index: int, steps: int | None, initial, rrd: Path, workers: int, queue) -> None:
+    """One image-mode replay with a Rerun recording as `run` writes it, in a fresh process; figures to `queue`."""
+    from replay_check.pipeline import recorded_videos
+    from replay_check.viz import RerunSink
+
+    episode, profile = load(root, episode_index, steps)
     sink = RerunSink(recording_name="bench", rrd_path=rrd, cameras=list(episode.cameras),
                      state_names=list(episode.state_names or []), groups=profile.state_groups,
-                     objects=list(profile.objects), fps=episode.fps)
+                     objects=list(profile.objects), fps=episode.fps,
+                     recorded_videos=recorded_videos(episode, list(episode.cameras)))
     t0 = time.perf_counter()
     result = replay_episode(episode, profile, ReplaySettings(mode="images", tolerances=profile.tolerances),
                             initial_state=initial, sinks=[sink], render_workers=workers)
@@ -101,26 +114,25 @@ def _image_run(root: Path, episode_index: int, initial, rrd: Path, workers: int,
     })
 
 
-def image_mode(root: Path, episode_index: int, initial, rrd: Path, workers: int) -> dict:
+def image_mode(root: Path, episode_index: int, steps: int | None, initial, rrd: Path, workers: int) -> dict:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_image_run, args=(root, episode_index, initial, rrd, workers, queue))
+    process = context.Process(target=_image_run, args=(root, episode_index, steps, initial, rrd, workers, queue))
     process.start()
     figures = queue.get()
     process.join()
     return figures
 
 
-def bench_dataset(root: Path, episode_index: int, rrd_dir: Path, worker_counts: list[int]) -> None:
-    dataset = open_dataset(root=root)
-    episode = dataset.episode(episode_index)
-    profile = select_profile(dataset.meta)
+def bench_dataset(root: Path, episode_index: int, rrd_dir: Path, worker_counts: list[int],
+                  steps: int | None = None) -> None:
+    episode, profile = load(root, episode_index, steps)
     probe = adapter_for(episode, profile)
     t0 = time.perf_counter()
     initial = recover_initial_state(episode, profile, probe)
     estimate_s = time.perf_counter() - t0
     probe.close()
-    print(f"\n== {dataset.meta.name} episode {episode_index}: {episode.length} steps, profile {profile.name}, "
+    print(f"\n== {episode.meta.name} episode {episode_index}: {episode.length} steps, profile {profile.name}, "
           f"cameras {list(episode.cameras)}; initial state {initial.method} in {estimate_s:.2f} s")
     phys = physics_floor(episode, profile, initial)
     t0 = time.perf_counter()
@@ -138,7 +150,7 @@ def bench_dataset(root: Path, episode_index: int, rrd_dir: Path, worker_counts: 
     print(f"decode+render      {floor:8.2f} ms/step   ({floor * episode.length / 1000:.1f} s for the episode)")
     serial_digest = None
     for workers in worker_counts:
-        run = image_mode(root, episode_index, initial, rrd_dir / f"{dataset.meta.name}-{workers}.rrd", workers)
+        run = image_mode(root, episode_index, steps, initial, rrd_dir / f"{episode.meta.name}-{workers}.rrd", workers)
         image_ms = ms_per_step(run["wall_s"], episode.length)
         loop, phases = run["loop"], run["phases"]
         label = "serial" if workers == 0 else f"{workers} render workers"
@@ -164,6 +176,7 @@ def main() -> None:
     parser.add_argument("--episode", type=int, default=0)
     parser.add_argument("--pusht-root", type=Path, help="PushT dataset (default: record one episode)")
     parser.add_argument("--pusht-episode", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=None, help="replay only the first N steps of the ALOHA episode")
     parser.add_argument("--render-workers", default=f"0,{auto_worker_count() or 2}",
                         help="comma-separated render-worker counts to run image mode with (0 = serial)")
     args = parser.parse_args()
@@ -182,7 +195,7 @@ def main() -> None:
             except Exception as exc:  # PushT support may be absent in a partial install
                 print(f"(PushT skipped: {exc})")
                 args.pusht_root = None
-    bench_dataset(args.root, args.episode, work, counts)
+    bench_dataset(args.root, args.episode, work, counts, args.steps)
     if args.pusht_root:
         bench_dataset(args.pusht_root, args.pusht_episode, work, counts)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

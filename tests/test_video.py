@@ -141,3 +141,15 @@ def test_grey_and_rgba_images_become_rgb_and_junk_is_an_error():
         decode_image(b"not an image", "row 3")
     with pytest.raises(VideoError, match="no image bytes"):
         decode_image(None, "row 4")
+
+
+def test_segment_copy_holds_exactly_the_episode_frames_from_a_keyframe(shared_mp4: Path):
+    source = VideoFrameSource(shared_mp4, fps=FPS, length=9, from_timestamp=0.7)
+    data, skip = source.segment_mp4()
+    assert 0 <= skip < 4  # the copy starts at the keyframe at or before row 0 (every <= 4 frames)
+    with av.open(io.BytesIO(data)) as copy:
+        frames = [frame_to_rgb(frame) for frame in copy.decode(video=0)]
+    assert len(frames) == skip + 9
+    for mine, theirs in zip(frames[skip:], source.iter_frames(), strict=True):
+        assert np.array_equal(mine, theirs)  # the same packets, so the same pixels
+    assert source.codec == "h264"

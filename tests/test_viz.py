@@ -252,3 +252,25 @@ def test_view_runs_the_rerun_cli_on_the_file(view_command, tmp_path, monkeypatch
     result = CliRunner().invoke(view_command, [str(tmp_path / "rec.rrd")])
     assert result.exit_code == 1
     assert "--web" in result.output
+
+
+def test_recorded_frames_reference_the_datasets_own_video_instead_of_jpeg(tmp_path):
+    from replay_check.dataset.video import VideoFrameSource
+    from tests.dataset_factory import write_video
+
+    mp4 = write_video(tmp_path / "file-000.mp4", [(0, 3), (1, 6)], 50, (48, 64), gop=2)
+    source = VideoFrameSource(mp4, fps=50, length=6, from_timestamp=3 / 50)
+    data, skip = source.segment_mp4()
+    sink = make_sink(tmp_path, recorded_videos={CAM: (data, skip)})
+    for step in make_steps(6, stride=2):
+        sink.on_step(step, {})
+    sink.finish(make_result(6, {}))
+    chunks = read_rrd(tmp_path / "rec.rrd")
+    recorded = chunks[f"/recorded/{CAM}"]
+    assert bytes(column(recorded, "AssetVideo:blob")[0][0]) == data
+    assert column(recorded, "EncodedImage:blob") == []  # nothing re-encoded
+    assert [v for v in column(recorded, "frame_index") if v is not None] == [0, 2, 4]
+    # Row t is frame skip + t of the copy, 1/50 s apart.
+    stamps = [v[0] for v in column(recorded, "VideoFrameReference:timestamp")]
+    assert stamps == [int(round((skip + t) * 1e9 / 50)) for t in (0, 2, 4)]
+    assert column(chunks[f"/replayed/{CAM}"], "EncodedImage:blob")  # replayed frames stay images

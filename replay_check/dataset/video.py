@@ -97,6 +97,60 @@ class VideoFrameSource:
         )
 
 
+    @property
+    def codec(self) -> str:
+        """The video stream's codec as FFmpeg names the format, not the decoder ("av1", "h264", ...)."""
+        container = _open(self.path)
+        try:
+            return container.streams.video[0].codec_context.codec.canonical_name
+        finally:
+            container.close()
+
+    def segment_mp4(self) -> tuple[bytes, int]:
+        """This episode's packets copied into an MP4 of their own (no re-encoding), and how many frames of it
+        come before row 0.
+
+        The copy starts at the keyframe at or before row 0 (so it decodes alone) and ends with the last
+        row: a viewer can show the recording exactly as stored, frame t of the copy being row t - skip.
+        """
+        import av
+
+        container = _open(self.path)
+        buffer = io.BytesIO()
+        try:
+            stream = container.streams.video[0]
+            time_base = stream.time_base
+            first, last = self.timestamp(0), self.timestamp(self.length - 1)
+            if first > TIMESTAMP_TOLERANCE_S:
+                container.seek(int(Fraction(first - TIMESTAMP_TOLERANCE_S) / time_base), stream=stream,
+                               backward=True, any_frame=False)
+            packets = []
+            for packet in container.demux(stream):
+                if packet.pts is None or packet.size == 0:
+                    continue
+                if not packets and not packet.is_keyframe:
+                    continue
+                if float(packet.pts * time_base) > last + TIMESTAMP_TOLERANCE_S:
+                    break
+                packets.append(packet)
+            if not packets:
+                raise VideoError(f"{self.path}: no video packets for the episode at t={first:.4f}s")
+            skip = sum(float(p.pts * time_base) < first - TIMESTAMP_TOLERANCE_S for p in packets)
+            shift = min(p.pts for p in packets)
+            with av.open(buffer, "w", format="mp4") as out:
+                copy = out.add_stream_from_template(stream, opaque=True)
+                for packet in packets:
+                    packet.pts -= shift
+                    packet.dts = None if packet.dts is None else packet.dts - shift
+                    packet.stream = copy
+                    out.mux(packet)
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"cannot copy the episode's packets out of {self.path}: {exc}") from exc
+        finally:
+            container.close()
+        return buffer.getvalue(), skip
+
+
 def _frames(container, stream, path: Path) -> Iterator:
     """Decoded frames, with FFmpeg decode errors turned into a VideoError naming the file."""
     import av

@@ -123,8 +123,8 @@ class PushTAdapter:
         target = np.asarray(action, dtype=np.float64).reshape(-1)
         if target.shape != (2,):
             raise InputError(f"PushT action has shape {target.shape}; expected (2,) target x, y")
-        _, _, _, _, info = self.env.step(target)
-        self._coverage = float(info["coverage"])
+        self.env.step(target)
+        self._coverage = None  # computed on demand, in a fixed shape order (see coverage)
 
     def observe(self) -> SimObservation:
         return SimObservation(state=self.state(), objects=self.object_poses(),
