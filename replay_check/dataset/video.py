@@ -100,7 +100,7 @@ class VideoFrameSource:
     @property
     def codec(self) -> str:
         """The video stream's codec as FFmpeg names the format, not the decoder ("av1", "h264", ...)."""
-        container = _open(self.path)
+        container = open_video(self.path)
         try:
             return container.streams.video[0].codec_context.codec.canonical_name
         finally:
@@ -115,7 +115,7 @@ class VideoFrameSource:
         """
         import av
 
-        container = _open(self.path)
+        container = open_video(self.path)
         buffer = io.BytesIO()
         try:
             stream = container.streams.video[0]
