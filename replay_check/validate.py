@@ -25,6 +25,7 @@ from replay_check.batch_report import EpisodeEntry, build_summary, entry_from_re
 from replay_check.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OPERATIONAL, InputError
 from replay_check.executors import FAULT_ENV, Executor, Job, JobResult, fault_for, make_executor
 from replay_check.fingerprint import episode_fingerprint
+from replay_check.outputs import check_output_dir
 from replay_check.pipeline import (
     STACK_INSTALLED,
     RunRequest,
@@ -137,7 +138,7 @@ def _parse_spec(spec: str, valid: list[int]) -> list[int]:
             return list(range(start, stop, step))
         return sorted({int(part) for part in spec.split(",")})
     except ValueError:
-        raise InputError(f"--episodes {spec!r} is malformed; expected 'all', 'START:STOP' or '3,7,9'") from None
+        raise InputError(f"--episodes {spec!r} is malformed; expected 'all', 'START:STOP[:STEP]' or '3,7,9'") from None
 
 
 def _short(indices: list[int]) -> str:
@@ -389,6 +390,7 @@ def validate_dataset(request: ValidateRequest, *,
                      on_event: Callable[[BatchEvent], None] | None = None) -> BatchSummary:
     """Validate the selected episodes and write summary.json/md/html and junit.xml; returns the summary."""
     started = time.monotonic()
+    check_output_dir("--report-dir", request.report_dir)
     plan = _plan(request)
     executor = make_executor(request.executor, workers=request.workers, timeout=request.timeout,
                              ray_address=request.ray_address, cpus_per_task=request.cpus_per_task)

@@ -170,3 +170,10 @@ def test_record_overwrites_only_a_dataset_and_never_the_current_folder(tmp_path,
     assert (mine / "thesis.tex").read_text() == "years of work"
     error_line(CliRunner().invoke(cli, ["record", "--env", "pusht", "--out", "x", "--seed", "-5"]), "--seed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "notes.txt"]
+
+
+def test_validate_checks_its_report_dir_before_any_work(pusht_two, tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = CliRunner().invoke(cli, ["validate", "--root", str(pusht_two), "--mode", "state",
+                                      "--report-dir", str(tmp_path / "file" / "reports")])
+    error_line(result, "--report-dir", "is a file, not a folder")
