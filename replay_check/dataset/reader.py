@@ -232,7 +232,7 @@ def open_dataset(
         robot_type=info.get("robot_type"),
         total_episodes=int(info.get("total_episodes", len(locations))),
         total_frames=int(info.get("total_frames", sum(loc.length for loc in locations.values()))),
-        features=parse_features(info["features"]),
+        features=parse_features(info["features"], f"{files.label}/meta/info.json"),
         tasks=tuple(tasks[i] for i in sorted(tasks)),
         repo_id=repo_id,
         revision=revision,
@@ -286,16 +286,16 @@ def flatten_names(names: Any) -> tuple[str, ...] | None:
     return (str(names),)
 
 
-def parse_features(raw: dict[str, Any]) -> dict[str, Feature]:
+def parse_features(raw: dict[str, Any], where: str = "meta/info.json") -> dict[str, Feature]:
     features = {}
     for key, spec in raw.items():
         if not isinstance(spec, dict) or not isinstance(spec.get("dtype"), str):
-            raise DatasetError(f"meta/info.json: feature {key!r} has no dtype string; expected {{\"dtype\": ...}}")
+            raise DatasetError(f"{where}: feature {key!r} has no dtype string; expected {{\"dtype\": ...}}")
         shape = spec.get("shape") or []
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                                   for d in shape):
             raise DatasetError(
-                f"meta/info.json: feature {key!r} has shape {json.dumps(shape)}; expected a list of integers"
+                f"{where}: feature {key!r} has shape {json.dumps(shape)}; expected a list of integers"
             )
         shape = tuple(shape)
         features[key] = Feature(
