@@ -72,6 +72,18 @@ def process_peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+def process_pss_mb(pid: int) -> float | None:
+    """Proportional set size now in MB (shared pages split between the processes mapping them)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 class RenderWorkers:
     """`count` render worker processes for the cameras of `spec`, started in the background.
 
@@ -152,13 +164,15 @@ class RenderWorkers:
         return t, {camera: self._workers[index].collect("render_snapshot") for index, camera in jobs}
 
     def stats(self) -> dict[str, float | None]:
-        """CPU seconds and peak memory of the workers (sums over workers), while they run."""
+        """CPU seconds, peak RSS and current PSS of the workers (sums over workers), while they run."""
         if self._final_stats is not None:
             return dict(self._final_stats)
         cpu = [process_cpu_seconds(pid) for pid in self.pids]
         peak = [process_peak_rss_mb(pid) for pid in self.pids]
+        pss = [process_pss_mb(pid) for pid in self.pids]
         return {"cpu_s": None if None in cpu else float(sum(cpu)),
-                "peak_rss_mb": None if None in peak else float(sum(peak))}
+                "peak_rss_mb": None if None in peak else float(sum(peak)),
+                "pss_mb": None if None in pss else float(sum(pss))}
 
     def close(self) -> None:
         """Stop every worker (the stats from just before stay readable)."""

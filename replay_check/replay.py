@@ -7,6 +7,7 @@ actions 0..t-1, so step 0 checks the restored initial state itself.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -20,7 +21,7 @@ from replay_check.errors import InputError
 from replay_check.families import family_of
 from replay_check.initial_state import FrameObjectMeter, object_measure, recover_initial_state
 from replay_check.profiles import Profile
-from replay_check.render_workers import RenderWorkers, auto_worker_count
+from replay_check.render_workers import RenderWorkers, auto_worker_count, process_pss_mb
 from replay_check.report import versions
 from replay_check.sims import make_adapter
 from replay_check.sims.base import InitialState, Pose, SimAdapter, SimObservation, SimSpec
@@ -115,7 +116,8 @@ def replay_episode(
     """Replay `episode` in the profile's simulator and return its metrics, divergences and verdict.
 
     `render_workers`: processes rendering the compared frames while this one steps ahead (None: one
-    per core, 0: render here, in step order). The result is the same either way, bit for bit.
+    per core for families whose frames are costly, 0: render here, in step order). The result is the
+    same either way, bit for bit.
     """
     settings = settings or ReplaySettings(tolerances=profile.tolerances)
     cameras = validate_episode(episode, profile, settings)
@@ -148,8 +150,12 @@ def replay_episode(
 
 def _render_workers(episode: Episode, profile: Profile, cameras: Sequence[str], adapter: SimAdapter,
                     count: int | None) -> RenderWorkers | None:
-    """Render workers for the compared cameras, on the adapter's own interpreter (a stack's, for a proxy)."""
-    count = auto_worker_count() if count is None else count
+    """Render workers for the compared cameras, on the adapter's own interpreter (a stack's, for a proxy).
+
+    None: one per core where the family's frames are worth a process (`Family.render_workers`).
+    """
+    if count is None:
+        count = auto_worker_count() if family_of(profile).render_workers else 0
     if count < 0:
         raise InputError(f"render workers must be >= 0, got {count}")
     if not cameras or count == 0:
@@ -174,13 +180,13 @@ class _Stepped:
     frames: dict[str, np.ndarray] | None  # rendered in process (serial); None: the workers have them
 
 
-def _loop_usage(workers: RenderWorkers | None) -> tuple[float | None, float | None]:
-    """(CPU seconds of this process plus its render workers so far, the workers' summed peak RSS in MB)."""
+def _loop_usage(workers: RenderWorkers | None) -> tuple[float | None, dict[str, float | None]]:
+    """(CPU seconds of this process plus its render workers so far, the workers' memory figures)."""
     own = time.process_time()
     if workers is None:
-        return own, None
+        return own, {}
     stats = workers.stats()
-    return (None if stats["cpu_s"] is None else own + stats["cpu_s"]), stats["peak_rss_mb"]
+    return (None if stats["cpu_s"] is None else own + stats["cpu_s"]), stats
 
 
 def _run_steps(
@@ -234,11 +240,12 @@ def _run_steps(
         final = {"reward": last.reward, "success": float(last.success)}
     while pending:
         compare.step(pending.popleft(), workers)
-    cpu1, workers_peak = _loop_usage(workers)
+    cpu1, memory = _loop_usage(workers)
     timer.loop = {"wall_s": time.perf_counter() - wall0,
                   "cpu_s": None if cpu0 is None or cpu1 is None else cpu1 - cpu0,
                   "render_workers": workers.count if workers is not None else 0,
-                  "workers_peak_rss_mb": workers_peak}
+                  "workers_peak_rss_mb": memory.get("peak_rss_mb"), "workers_pss_mb": memory.get("pss_mb"),
+                  "main_pss_mb": process_pss_mb(os.getpid())}
     return _to_columns(compare.rows, length), _frame_offsets(compare.opening), final
 
 

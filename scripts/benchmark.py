@@ -162,8 +162,10 @@ def bench_dataset(root: Path, episode_index: int, rrd_dir: Path, worker_counts: 
             if phase in phases:
                 print(f"  {phase:<20} {phases[phase]:8.2f} ms/step")
         workers_mb = loop.get("workers_peak_rss_mb") or 0.0
-        print(f"  peak memory          {run['main_peak_mb'] + workers_mb:8.0f} MB (main {run['main_peak_mb']:.0f}"
-              f" + render workers {workers_mb:.0f}); .rrd {run['rrd_mb'] or 0:.1f} MB")
+        pss = (loop.get("main_pss_mb") or 0.0) + (loop.get("workers_pss_mb") or 0.0)
+        print(f"  peak memory          {run['main_peak_mb'] + workers_mb:8.0f} MB RSS (main {run['main_peak_mb']:.0f}"
+              f" + render workers {workers_mb:.0f}); {pss:.0f} MB PSS at the loop's end (shared pages counted"
+              f" once); .rrd {run['rrd_mb'] or 0:.1f} MB")
         if serial_digest is None:
             serial_digest = run["digest"]
         else:

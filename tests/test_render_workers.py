@@ -109,3 +109,9 @@ def test_a_worker_that_cannot_start_is_an_operational_error():
             workers.ready()
     finally:
         workers.close()
+
+
+def test_pusht_draws_its_small_frames_in_process_by_default():
+    episode, initial, profile = _case("pusht")
+    result, _ = _replay(episode, initial, profile, None)
+    assert result.extra["step_loop"]["render_workers"] == 0

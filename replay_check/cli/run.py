@@ -36,8 +36,9 @@ from replay_check.pipeline import RerunOptions, RunRequest, run_episode
                    "repeat to compare stacks.")
 @click.option("--offline", is_flag=True, help="Build stacks from uv's cache only (also: UV_OFFLINE=1).")
 @click.option("--render-workers", type=click.IntRange(min=0), default=None,
-              help="Processes rendering frames while physics steps ahead [default: one per core, none on "
-                   "one core]; 0 renders in step order in this process. Results are identical either way.")
+              help="Processes rendering frames while physics steps ahead [default: one per core for MuJoCo "
+                   "families, none on one core]; 0 renders in step order in this process. Results are "
+                   "identical either way.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def command(root, repo_id, revision, episode, replay, env_state_from, rrd, no_rerun, spawn, serve, web_port,
             grpc_port, jpeg_quality, raw_images, video, no_plots, stacks, offline, render_workers, quiet):

@@ -51,6 +51,8 @@ class Family:
     - `overlay(height, width)`: a Rerun 2-D overlay factory for camera images (None: no overlay).
     - `record_envs`: `record --env` name -> zero-argument factory of a `replay_check.policies.EnvSpec`.
     - `physics_keys`: the SimSpec.physics overrides the adapter understands.
+    - `render_workers`: whether image mode renders in worker processes by default (a frame that costs
+      little more than the round trip, like PushT's 2-D drawing, is rendered in process).
     """
 
     name: str
@@ -67,6 +69,7 @@ class Family:
     overlay: Callable[[int, int], Callable[..., Any]] | None = None
     record_envs: Mapping[str, Callable[[], Any]] = field(default_factory=dict)
     physics_keys: tuple[str, ...] = ()
+    render_workers: bool = True
     module: str | None = None  # where the declaration lives (set by `register`)
 
 

@@ -104,4 +104,5 @@ FAMILY = register(Family(
     recorded_success=recorded_success,
     overlay=overlay,
     record_envs={"pusht": _env},
+    render_workers=False,  # a 96x96 pygame drawing takes ~2 ms, about a worker round trip
 ))
