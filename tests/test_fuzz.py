@@ -9,6 +9,7 @@ frame 0) with exactly one "Error:" line; never a traceback.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -58,7 +59,13 @@ def apply(path: Path, change) -> None:
     path.write_bytes(bytes(data))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# The default suite replays the same 25 examples every time (derandomized: a CI run never fails by luck);
+# REPLAY_CHECK_FUZZ_EXAMPLES=400 explores that many fresh random ones instead.
+_EXAMPLES = os.environ.get("REPLAY_CHECK_FUZZ_EXAMPLES")
+
+
+@settings(max_examples=int(_EXAMPLES or 25), derandomize=_EXAMPLES is None, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(target=st.sampled_from(TARGETS), change=damage, episode=st.sampled_from([0, 1]))
 def test_corrupted_dataset_replays_or_fails_in_one_line(pristine, target, change, episode):
     with tempfile.TemporaryDirectory() as tmp:
