@@ -1,6 +1,6 @@
 """One episode's report folder: report.json, report.md, PNG plots and steps.parquet, written atomically.
 
-`<report-dir>/<dataset-name>/episode_<NNNNNN>/` is built in a temporary sibling folder and swapped in
+`<report-dir>/<dataset-name>-<hash>/episode_<NNNNNN>/` is built in a temporary sibling folder and swapped in
 whole, so a crash never leaves a half-written report and a re-run replaces only that episode.
 
 report.json (schema_version "1.0"; these keys are stable, more may be added):
