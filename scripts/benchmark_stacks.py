@@ -4,15 +4,17 @@
     python scripts/benchmark_stacks.py --root DATASET --episode 0 [--stack aloha-2023] [--image-steps 100]
 
 Replays the same episode from the same initial state in process and through a ProxyAdapter (a worker on this
-environment's interpreter, and optionally on a built stack), in state mode and in image mode, and prints seconds,
-ms/step and the worker/in-process ratio. Initial-state estimation (renders through the adapter) is timed too.
-Everything runs in one process, one after the other, so the ratios are comparable on a loaded machine.
+environment's interpreter, and optionally on a built stack), in state mode and in image mode, and prints wall time
+and CPU time (this process plus the worker) per step with their worker/in-process ratios. Rendering is serial
+(render_workers=0) so the ratio is the worker's alone. Initial-state estimation (renders through the adapter) is
+timed too. Everything runs in one process, one after the other, so the ratios are comparable on a loaded machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 
@@ -25,10 +27,21 @@ from replay_check.stacks.runner import open_adapter, slot_bytes
 from replay_check.worker.proxy import ProxyAdapter
 
 
-def timed_replay(episode, profile, settings, initial, adapter) -> tuple[float, object]:
-    start = time.perf_counter()
-    result = replay_episode(episode, profile, settings, adapter=adapter, initial_state=initial)
-    return time.perf_counter() - start, result
+def worker_cpu(adapter) -> float:
+    """CPU seconds used so far by the adapter's worker process (0 in process)."""
+    pid = getattr(adapter, "pid", None)
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_replay(episode, profile, settings, initial, adapter) -> tuple[float, float, object]:
+    """(wall seconds, CPU seconds of this process plus the worker, result)."""
+    start, cpu = time.perf_counter(), time.process_time() + worker_cpu(adapter)
+    result = replay_episode(episode, profile, settings, adapter=adapter, initial_state=initial, render_workers=0)
+    return time.perf_counter() - start, time.process_time() + worker_cpu(adapter) - cpu, result
 
 
 def adapters(episode, profile, stack: str | None):
@@ -71,17 +84,19 @@ def main() -> None:
                 initial = initial or estimated
                 for camera in adapter.camera_names:  # warm the GL context outside the timed replay
                     adapter.render(camera)
-                seconds, result = timed_replay(episode, profile, settings, initial, adapter)
+                seconds, cpu, result = timed_replay(episode, profile, settings, initial, adapter)
             finally:
                 adapter.close()
-            baseline = baseline or seconds
-            rows.append((mode, name, episode.length, seconds, 1000 * seconds / episode.length, seconds / baseline,
-                         estimate_s, result.verdict.status, result.summary.get("replayed_success")))
-    print(f"{'mode':<7} {'adapter':<24} {'steps':>5} {'replay s':>9} {'ms/step':>8} {'ratio':>6} "
+            baseline = baseline or (seconds, cpu)
+            rows.append((mode, name, episode.length, seconds, seconds / baseline[0], 1000 * cpu / episode.length,
+                         cpu / baseline[1], estimate_s, result.verdict.status, result.summary.get("replayed_success")))
+    print("wall time is what a user waits; CPU time (this process + the worker) is what the worker costs, and it is")
+    print(f"the steadier figure on a loaded machine (load average now {os.getloadavg()[0]:.1f})")
+    print(f"{'mode':<7} {'adapter':<24} {'steps':>5} {'wall s':>8} {'wall x':>7} {'cpu ms/step':>11} {'cpu x':>6} "
           f"{'estimate s':>10}  verdict / success")
-    for mode, name, steps, seconds, per_step, ratio, estimate_s, status, success in rows:
-        print(f"{mode:<7} {name:<24} {steps:>5} {seconds:>9.2f} {per_step:>8.2f} {ratio:>6.2f} {estimate_s:>10.2f}  "
-              f"{status} / {success}")
+    for mode, name, steps, seconds, ratio, cpu_ms, cpu_ratio, estimate_s, status, success in rows:
+        print(f"{mode:<7} {name:<24} {steps:>5} {seconds:>8.2f} {ratio:>7.2f} {cpu_ms:>11.2f} {cpu_ratio:>6.2f} "
+              f"{estimate_s:>10.2f}  {status} / {success}")
 
 
 if __name__ == "__main__":

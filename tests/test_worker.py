@@ -140,3 +140,13 @@ def test_run_compares_two_stacks(built_aloha_2023, monkeypatch, tmp_path):
         "installed", "aloha-2023"]
     assert first["stacks"]["stacks"][1]["versions"]["mujoco"] == "2.3.7"
     assert "parts_from" in first["stacks"]["stacks"][1] and first["stacks"]["conclusion"].startswith("reproduces")
+
+
+def test_a_fail_on_this_environment_points_at_the_recording_stack(recorded_cube, tmp_path):
+    from replay_check.cli import cli
+
+    result = CliRunner().invoke(cli, ["run", "--root", str(recorded_cube), "--mode", "state", "--tolerance",
+                                      "arm_rad=0.0", "--tolerance", "gripper=0.0", "--no-rerun", "--no-plots", "-q",
+                                      "--report-dir", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert "recorded on stack aloha-2023" in result.output and "--stack recorded" in result.output

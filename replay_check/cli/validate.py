@@ -97,4 +97,18 @@ def _validate_one(request: ValidateRequest, quiet: bool, strict: bool, label: bo
     if batch.interrupted:
         click.echo("interrupted: the summary lists what finished; re-run the same command to resume", err=True)
     click.echo(f"summary: {batch.paths['html']}")
+    hint = _recorded_stack_hint(batch, request.stack)
+    if hint:
+        click.echo(hint, err=True)
     return batch.exit_code(strict)
+
+
+def _recorded_stack_hint(batch, stack: str | None) -> str | None:
+    """After FAILs on this environment: how to validate on the stack the profile's data were recorded on."""
+    from replay_check.profiles import available_profiles
+
+    profile = available_profiles().get(batch.summary.get("settings", {}).get("profile"))
+    if not batch.counts["fail"] or stack not in (None, "installed") or profile is None or not profile.recorded_stack:
+        return None
+    return (f"hint: {profile.name} data were recorded on stack {profile.recorded_stack}; check whether the failures "
+            f"reproduce there: add --stack recorded (or --stack installed --stack recorded to compare)")
