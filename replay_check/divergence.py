@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from replay_check import metric_table
-from replay_check.metric_table import IMAGE_MAD, IMAGE_PSNR, IMAGE_SSIM, OBJECT_ANGLE, PSNR_CAP_DB
+from replay_check.metric_table import IMAGE_MAD, IMAGE_PSNR, IMAGE_SSIM, OBJECT_ANGLE, OBJECT_GAP, PSNR_CAP_DB
 from replay_check.profiles import Profile, Tolerances
 from replay_check.steps import Verdict
 
@@ -217,7 +217,13 @@ def _object_summary(columns: dict[str, np.ndarray], objects: Sequence[str], unit
     known = [v for v in per_object.values() if v is not None]
     worst = max(known) if known else None
     known_angles = [v for v in angles.values() if v is not None]
+    # Steps an image meter ran without seeing the object: the maxima above skip them, so say how many.
+    gap_columns = _columns_of(columns, OBJECT_GAP)
+    gaps = {n: int(np.nansum(gap_columns[n])) for n in objects if n in gap_columns}
+    any_gap = [np.nan_to_num(gap_columns[n]) for n in gaps]
     return {
+        "object_gaps": gaps,
+        "object_gap_steps": int(np.max(any_gap, axis=0).sum()) if any_gap else None,
         "object_units": units,
         "object_position_error_max": worst,
         "object_position_error_mm_max": worst * 1000.0 if worst is not None and units == "m" else None,

@@ -59,6 +59,9 @@ IMAGE_MAD = Metric("image_mad", "image/{name}/mad", label="mean |diff|", view="i
 OBJECT_ANGLE = Metric("object_angle", "object_angle_err_deg/{name}", unit="deg", tolerance="block_deg",
                       group="object_angle/{name}", label="angle error", panel="objects", view="object error")
 
+# 1 where an image meter did not see the object on a measured step: summed into summary.object_gaps.
+OBJECT_GAP = Metric("object_gap", "object_gap/{name}", unit="steps", label="not seen")
+
 
 def state_group_metric(kind: str) -> Metric:
     """The per-group max |error| column of a state group of `kind` (see STATE_KINDS)."""
@@ -142,6 +145,7 @@ SUMMARY_LINES = (
     ("image_psnr_mean", "image PSNR mean (dB)"),
     ("image_ssim_mean", "image SSIM mean"),
     ("object_position_error_mm_max", "object error max (mm)"),
+    ("object_gap_steps", "steps with an object not seen"),
     ("replayed_success", "replayed success"),
     ("recorded_success", "recorded success"),
 )
@@ -151,6 +155,7 @@ BATCH_KEYS = (
     "object_position_error_max",
     "object_position_error_mm_max",
     "object_angle_error_deg_max",
+    "object_gap_steps",
     "image_psnr_mean",
     "image_psnr_min",
     "image_ssim_mean",

@@ -11,6 +11,8 @@ OpenCV kernels, so PSNR + SSIM + MAD + a diff image on 480x640 cost a few millis
     object_err/<object>            Euclidean distance recorded vs replayed position, simulator units
                                    (m for ALOHA, px for PushT); only when the recorded position is known
     object_angle_err_deg/<object>  wrapped planar angle difference (deg), when both angles are known
+    object_gap/<object>            1 when an image meter did not see the object (recorded or replayed), else 0;
+                                   only on steps where objects were measured in images
     image/<camera>/psnr|ssim|mad   on steps whose frames were compared (PSNR +inf for identical frames)
     reward, success, unstable      the replay's reward, success (0/1) and blow-up flag (0/1)
     recorded_reward, recorded_success   when the dataset has them
@@ -195,6 +197,8 @@ def _object_columns(step: StepRecord) -> dict[str, float]:
         if name in recorded and recorded[name] is not None:
             delta = np.asarray(recorded[name], dtype=np.float64) - np.asarray(replayed, dtype=np.float64)
             row[f"object_err/{name}"] = float(np.linalg.norm(delta))
+    for name, gap in (step.object_gaps or {}).items():
+        row[f"object_gap/{name}"] = 1.0 if gap else 0.0
     rec_angles = step.recorded_object_angles or {}
     for name, angle in (step.replayed_object_angles or {}).items():
         if name in rec_angles and rec_angles[name] is not None:

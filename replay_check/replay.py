@@ -296,6 +296,7 @@ class _Comparer:
 
         recorded_poses: dict[str, Pose | None] | None = None
         replayed_poses: dict[str, Pose | None] = dict(sim.objects)
+        gaps: dict[str, bool] | None = None
         measure = self.measure
         if episode.environment_state is not None:
             recorded_poses = dict(self.objects_from_env(episode.environment_state[t], profile.objects))
@@ -305,6 +306,8 @@ class _Comparer:
                 # Measured the same way, the measurement's biases (lifted or occluded objects, perspective)
                 # cancel and only a real difference between the scenes remains.
                 replayed_poses = measure.measure(replayed_frames[measure.camera])
+            gaps = {name: recorded_poses.get(name) is None or replayed_poses.get(name) is None
+                    for name in profile.objects}
         tick = timer.add("objects", tick)
         step = StepRecord(
             t=t,
@@ -314,6 +317,7 @@ class _Comparer:
             action=stepped.action,
             replayed_objects=_positions(replayed_poses) or {},
             recorded_objects=_positions(recorded_poses),
+            object_gaps=gaps,
             recorded_object_angles=_planar_angles(recorded_poses) if self.planar else None,
             replayed_object_angles=_planar_angles(replayed_poses) if self.planar else None,
             recorded_frames=recorded_frames,

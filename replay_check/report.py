@@ -19,6 +19,7 @@ report.json (schema_version "1.0"; these keys are stable, more may be added):
                      image_psnr_mean, image_psnr_min, image_ssim_mean, image_frames_compared,
                      image_frames_identical, image_psnr_cap_db, object_units, object_position_error_max,
                      object_position_error_mm_max (metric units only), object_angle_error_deg_max,
+                     object_gaps {<name>: steps an image meter did not see it}, object_gap_steps,
                      replayed_success, recorded_success, ...}
     verdict         {status: "pass" | "warn" | "fail", first_divergence_step, reasons [...]}
     divergence      {<group>: first step | null}

@@ -34,6 +34,8 @@ class StepRecord:
     action: np.ndarray | None  # the action whose effect this step shows (None at t=0)
     replayed_objects: dict[str, np.ndarray]  # object name -> position (3,)
     recorded_objects: dict[str, np.ndarray] | None = None  # from environment_state or image measurement
+    # Objects an image meter looked for on this step -> True when it did not see them (None: not measured).
+    object_gaps: dict[str, bool] | None = None
     recorded_object_angles: dict[str, float] | None = None  # planar angle (rad), where meaningful (PushT)
     replayed_object_angles: dict[str, float] | None = None
     recorded_frames: dict[str, np.ndarray] = field(default_factory=dict)  # dataset camera key -> HxWx3

@@ -149,6 +149,20 @@ def test_summarize_is_json_ready_and_caps_infinite_psnr():
     assert s["steps_replayed"] == 2
 
 
+def test_summarize_counts_steps_an_object_was_not_seen():
+    cols = {
+        "object_err/cube": np.array([0.001, NAN, 0.002, NAN, NAN]),
+        "object_gap/cube": np.array([0.0, 1.0, 0.0, 1.0, NAN]),  # last step: not measured (image stride)
+        "object_gap/peg": np.array([1.0, 0.0, 0.0, 1.0, NAN]),
+    }
+    s = divergence.summarize(cols, state_names=[], objects=["cube", "peg"])
+    assert s["object_gaps"] == {"cube": 2, "peg": 2}
+    assert s["object_gap_steps"] == 3  # steps 0, 1 and 3
+    assert s["object_position_error_mm_max"] == pytest.approx(2.0)
+    none = divergence.summarize({"object_err/cube": np.array([0.001])}, state_names=[], objects=["cube"])
+    assert none["object_gaps"] == {} and none["object_gap_steps"] is None
+
+
 def test_summarize_treats_planar_objects_as_pixels():
     cols = {"object_err/block": np.array([1.0, 6.0]), "object_angle_err_deg/block": np.array([0.5, 2.0])}
     s = divergence.summarize(cols, state_names=[], objects=["block"])

@@ -130,6 +130,15 @@ def test_step_metrics_columns_and_values():
     assert all(isinstance(v, float) and not math.isnan(v) for v in row.values())
 
 
+def test_step_metrics_mark_objects_a_meter_did_not_see():
+    step = make_step(recorded_objects={"cube": np.array([0.0, 0.5, 0.05])}, object_gaps={"cube": False, "peg": True})
+    row = metrics.step_metrics(step, state_names=NAMES, groups=GROUPS, cameras=[])
+    assert row["object_gap/cube"] == 0.0 and row["object_gap/peg"] == 1.0
+    assert "object_err/peg" not in row
+    assert not any(k.startswith("object_gap/") for k in metrics.step_metrics(make_step(), state_names=NAMES,
+                                                                               groups=GROUPS, cameras=[]))
+
+
 def test_step_metrics_planar_angles_wrap_and_recorded_flags():
     step = make_step(
         recorded_object_angles={"cube": math.radians(179.0)},
