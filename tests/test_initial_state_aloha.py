@@ -121,6 +121,18 @@ def test_meter_reads_resting_objects_and_none_when_unseen(insertion):
         meter.measure(frame[:240])
 
 
+def test_meter_reading_does_not_move_when_the_frame_is_blurred(insertion):
+    """The codec softens coloured edges; the meter's linear chroma centroid must not follow (<= 0.3 mm)."""
+    import cv2
+
+    adapter, objects, frame = insertion
+    meter = ObjectMeter(adapter, "top", HEIGHT, WIDTH, COLORS["insertion"])
+    sharp = meter.measure(frame)
+    soft = meter.measure(cv2.GaussianBlur(frame, (0, 0), 1.5))
+    for name in objects:
+        assert 1000 * np.linalg.norm(sharp[name][:2] - soft[name][:2]) < 0.3, name
+
+
 def test_camera_round_trip_and_geometry():
     adapter = AlohaAdapter("transfer_cube")
     adapter.physics.forward()
