@@ -150,3 +150,24 @@ def test_a_fail_on_this_environment_points_at_the_recording_stack(recorded_cube,
                                       "--report-dir", str(tmp_path)])
     assert result.exit_code == 1, result.output
     assert "recorded on stack aloha-2023" in result.output and "--stack recorded" in result.output
+
+
+@pytest.mark.slow
+def test_validate_gives_one_summary_per_stack(built_aloha_2023, recorded_cube, monkeypatch, tmp_path):
+    import json
+
+    from replay_check.cli import cli
+
+    root, _ = built_aloha_2023
+    monkeypatch.setenv("REPLAY_CHECK_CACHE_DIR", str(root))
+    result = CliRunner().invoke(cli, ["validate", "--root", str(recorded_cube), "--mode", "state", "--workers", "1",
+                                      "--stack", "installed", "--stack", "aloha-2023", "--no-plots", "-q",
+                                      "--report-dir", str(tmp_path)])
+    assert result.exit_code in (0, 1), result.output
+    assert "on stack installed: 1 episodes" in result.output and "on stack aloha-2023: 1 episodes" in result.output
+    (old,) = tmp_path.glob("*@aloha-2023/summary.json")
+    (here,) = [p for p in tmp_path.glob("*/summary.json") if "@" not in p.parent.name]
+    assert json.loads(old.read_text())["settings"]["stack"] == "aloha-2023"
+    assert json.loads(here.read_text())["settings"]["stack"] == "installed"
+    (report,) = old.parent.glob("episode_*/report.json")
+    assert json.loads(report.read_text())["versions"]["mujoco"] == "2.3.7"
