@@ -177,3 +177,15 @@ def test_validate_checks_its_report_dir_before_any_work(pusht_two, tmp_path):
     result = CliRunner().invoke(cli, ["validate", "--root", str(pusht_two), "--mode", "state",
                                       "--report-dir", str(tmp_path / "file" / "reports")])
     error_line(result, "--report-dir", "is a file, not a folder")
+
+
+def test_ctrl_c_during_run_exits_130_not_1(pusht_two, tmp_path, monkeypatch):
+    import replay_check.cli.run as run_command
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_command, "run_episode", interrupted)
+    result = CliRunner().invoke(cli, ["run", "--root", str(pusht_two), "--mode", "state", "--no-rerun",
+                                      "--report-dir", str(tmp_path), "-q"])
+    assert result.exit_code == 130 and "interrupted" in result.output and "Traceback" not in result.output

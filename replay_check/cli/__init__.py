@@ -13,7 +13,7 @@ import traceback
 import click
 
 from replay_check import __version__
-from replay_check.errors import EXIT_OPERATIONAL, ReplayCheckError
+from replay_check.errors import EXIT_INTERRUPTED, EXIT_OPERATIONAL, ReplayCheckError
 
 
 class _Group(click.Group):
@@ -23,7 +23,10 @@ class _Group(click.Group):
         except ReplayCheckError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt, SystemExit):
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted", err=True)  # not Click's "Aborted!" with exit 1, which reads as FAIL
+            ctx.exit(EXIT_INTERRUPTED)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001  (a bug: keep the traceback, but not exit 1)
             traceback.print_exc()
