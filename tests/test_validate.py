@@ -163,6 +163,26 @@ def test_workers_are_reused_and_replaced_after_a_crash(clean_root, tmp_path, mon
     assert (batch.counts["pass"], batch.counts["error"]) == (2, 1)
 
 
+def test_a_worker_is_retired_after_max_jobs(clean_root, tmp_path):
+    from replay_check.executors import Job
+    from replay_check.executors.local import LocalPool
+    from replay_check.pipeline import RunRequest
+
+    pool = LocalPool(1, max_jobs=2)
+    results = []
+    try:
+        for episode in range(EPISODES):
+            pool.submit(Job(episode, RunRequest(root=clean_root, mode="state", plots=False, rerun=None)))
+            deadline = time.monotonic() + 120
+            while not (done := pool.wait(1.0)):
+                assert time.monotonic() < deadline, "no result"
+            results += done
+    finally:
+        pool.close()
+    assert [r.status for r in results] == ["pass"] * EPISODES and all("report.json" in r.files for r in results)
+    assert results[0].worker == results[1].worker != results[2].worker
+
+
 def _start_cli(root: Path, report_dir: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
     args = [sys.executable, "-m", "replay_check", "validate", "--root", str(root), "--mode", "state",
             "--workers", "1", "--no-plots", "--report-dir", str(report_dir), *extra]

@@ -7,7 +7,8 @@ Guarantees kept from one-process-per-episode:
   dies (PR_SET_PDEATHSIG), and on every platform a watchdog thread exits when the parent changes and
   an idle worker exits on end-of-file of its job pipe;
 - Ctrl-C reaches the driver only (workers ignore SIGINT), which then kills the workers itself.
-Workers are "spawn" processes: no state forked from the driver, the same on every OS.
+Workers are "spawn" processes: no state forked from the driver, the same on every OS. A worker is
+retired after `max_jobs` episodes, so whatever a replay leaks (GL contexts, caches) stays bounded.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 from replay_check.executors.job import Job, JobResult
 
 _PR_SET_PDEATHSIG = 1
+MAX_JOBS_PER_WORKER = 25
 
 
 def _die_with_parent(parent: int) -> None:
@@ -71,6 +73,7 @@ class _Worker:
     conn: Connection
     job: Job | None = None
     started: float = 0.0
+    jobs: int = 0
 
 
 def describe_exit(code: int | None) -> str:
@@ -86,9 +89,11 @@ def describe_exit(code: int | None) -> str:
 class LocalPool:
     """Up to `workers` spawn processes (default: one per CPU), each running one episode at a time."""
 
-    def __init__(self, workers: int | None = None, *, timeout: float | None = None):
+    def __init__(self, workers: int | None = None, *, timeout: float | None = None,
+                 max_jobs: int = MAX_JOBS_PER_WORKER):
         self.capacity = max(1, workers or os.cpu_count() or 1)
         self.timeout = timeout
+        self.max_jobs = max(1, max_jobs)
         self._context = multiprocessing.get_context("spawn")
         self._idle: list[_Worker] = []
         self._busy: dict[int, _Worker] = {}
@@ -110,6 +115,7 @@ class LocalPool:
             except (BrokenPipeError, EOFError, OSError):  # it died while idle: replace it
                 self._discard(worker)
         worker.job, worker.started = job, time.monotonic()
+        worker.jobs += 1
         self._busy[job.episode] = worker
 
     def running(self) -> list[int]:
@@ -136,7 +142,10 @@ class LocalPool:
             if worker.conn.poll():
                 result = worker.conn.recv()
                 worker.job = None
-                self._idle.append(worker)
+                if worker.jobs < self.max_jobs:
+                    self._idle.append(worker)
+                else:
+                    self._retire(worker)
                 return result
         except (EOFError, OSError):
             pass
@@ -150,6 +159,12 @@ class LocalPool:
             return JobResult(job.episode, "error", f"timed out after {self.timeout:g} s (worker killed)",
                              elapsed_s=now - worker.started)
         return None
+
+    def _retire(self, worker: _Worker) -> None:
+        with contextlib.suppress(OSError):
+            worker.conn.send(None)
+        worker.process.join(5)
+        self._discard(worker)
 
     @staticmethod
     def _discard(worker: _Worker) -> None:
