@@ -35,16 +35,24 @@ def cluster():
     import ray
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
-                                                            "node_ip_address": "127.0.0.1"})
     try:
-        cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
-        ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
-        cluster.wait_for_nodes()
+        for attempt in range(3):  # Ray gives a node a fixed 30 s to register, which a loaded machine can miss
+            cluster = Cluster()
+            try:
+                cluster.add_node(num_cpus=1, include_dashboard=False, node_ip_address="127.0.0.1")
+                cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+                ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
+                cluster.wait_for_nodes()
+                break
+            except Exception:
+                ray.shutdown()
+                cluster.shutdown()
+                if attempt == 2:
+                    raise
         yield cluster
-    finally:
         ray.shutdown()
         cluster.shutdown()
+    finally:
         if saved is None:
             os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
         else:
