@@ -274,3 +274,13 @@ def test_ray_executor_without_ray_is_bad_input(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     with pytest.raises(InputError, match=r'--executor ray needs Ray: pip install "replay-check\[ray\]"'):
         make_executor("ray", workers=None, timeout=None)
+
+
+def test_a_report_from_another_tool_version_is_an_error(clean_root, tmp_path, monkeypatch):
+    import replay_check.validate as validate_module
+
+    monkeypatch.setattr(validate_module, "__version__", "0.0.0-driver")  # the worker still reports the real one
+    batch = validate_dataset(request(clean_root, tmp_path, workers=1, episodes="0"))
+    message = batch.summary["episodes"][0]["message"]
+    assert batch.counts["error"] == 1 and "this driver runs 0.0.0-driver" in message
+    assert not (report_folder(tmp_path, clean_root) / "episode_000000" / "report.json").exists()
