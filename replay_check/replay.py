@@ -210,7 +210,7 @@ def _run_steps(
     compare = _Comparer(episode, profile, adapter, cameras, settings.image_stride, sinks, timer, progress)
     depth = workers.depth if workers is not None else 0
     pending: deque[_Stepped] = deque()
-    wall0, (cpu0, _) = time.perf_counter(), _loop_usage(workers)
+    wall0, own0, (cpu0, _) = time.perf_counter(), time.process_time(), _loop_usage(workers)
     final: dict[str, float] = {}
     for t in range(length):
         tick = time.perf_counter()
@@ -243,6 +243,7 @@ def _run_steps(
     cpu1, memory = _loop_usage(workers)
     timer.loop = {"wall_s": time.perf_counter() - wall0,
                   "cpu_s": None if cpu0 is None or cpu1 is None else cpu1 - cpu0,
+                  "main_cpu_s": time.process_time() - own0,
                   "render_workers": workers.count if workers is not None else 0,
                   "workers_peak_rss_mb": memory.get("peak_rss_mb"), "workers_pss_mb": memory.get("pss_mb"),
                   "main_pss_mb": process_pss_mb(os.getpid())}
