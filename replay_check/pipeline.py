@@ -1,6 +1,7 @@
 """One episode end to end: open the dataset, pick the profile, replay, write report and recording.
 
 `run` and `validate` both go through `run_episode`; the CLI only builds a RunRequest and prints.
+`validate` resolves the configuration once (`replay_check.config`) and passes it in every RunRequest.
 """
 
 from __future__ import annotations
@@ -16,17 +17,19 @@ from typing import Any
 
 import numpy as np
 
+from replay_check.config import ReplayConfig, ReplayOptions, dataset_source, resolve
+from replay_check.config import resolve_settings as resolve_settings  # noqa: F401  (re-exported)
 from replay_check.dataset import open_dataset
-from replay_check.dataset.episode import DatasetMeta, Episode
+from replay_check.dataset.episode import Episode
 from replay_check.errors import DatasetError, InputError, OutputError
 from replay_check.families import family_of
 from replay_check.fingerprint import episode_fingerprint
 from replay_check.outputs import check_output_dir, check_output_file, check_video_path
-from replay_check.profiles import Profile, select_profile
+from replay_check.profiles import Profile
+from replay_check.provenance import STACK_INSTALLED
 from replay_check.replay import replay_episode
-from replay_check.report import settings_hash, write_episode_report
+from replay_check.report import write_episode_report
 from replay_check.steps import ReplayResult, ReplaySettings, Sink
-from replay_check.thresholds import tolerances_for
 
 
 @dataclass(frozen=True)
@@ -40,27 +43,19 @@ class RerunOptions:
 
 
 @dataclass(frozen=True)
-class RunRequest:
-    """What to replay and where results go. root and repo_id both None means the embedded sample."""
+class RunRequest(ReplayOptions):
+    """One episode to replay, with the recording and video it should write.
 
-    root: Path | None = None
-    repo_id: str | None = None
-    revision: str | None = None
+    `config` is the resolved configuration when the caller already has it (validate hands every
+    worker the batch's); None resolves it from these options.
+    """
+
     episode: int = 0
-    profile: str | None = None
-    mode: str = "images"
-    image_stride: int = 1
-    thresholds: dict[str, Any] | None = None
-    tolerance_overrides: dict[str, float] = field(default_factory=dict)
-    report_dir: Path = Path("reports")
     rerun: RerunOptions | None = field(default_factory=RerunOptions)
     video: Path | None = None
-    env_state_from: str | None = None
-    plots: bool = True
-    stack: str | None = None  # None or "installed": this environment, in process; else a worker on that stack
-    offline: bool = False  # build stacks from uv's cache only
     extra_sinks: tuple[Sink, ...] = ()  # more sinks (e.g. a stack comparison's trajectory recorder)
     render_workers: int | None = None  # image mode's render processes; None: one per core, 0: serial
+    config: ReplayConfig | None = None
 
 
 @dataclass
@@ -71,15 +66,6 @@ class RunOutcome:
     video_path: Path | None = None
     viewer_url: str | None = None
     viewer: Any = None  # the live RerunSink when spawning or serving (keep it alive to keep the viewer fed)
-
-
-def dataset_source(request: RunRequest) -> dict[str, Any]:
-    """Keyword arguments for open_dataset; the embedded sample when neither root nor repo_id is given."""
-    if request.root is None and request.repo_id is None:
-        from replay_check.data import sample_dataset_root
-
-        return {"root": sample_dataset_root()}
-    return {"root": request.root, "repo_id": request.repo_id, "revision": request.revision}
 
 
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -108,10 +94,6 @@ def attach_environment_state(episode: Episode, twin: Episode) -> Episode:
     return dataclasses.replace(episode, environment_state=twin.environment_state)
 
 
-# The simulator stack a replay ran on; issue 9 adds named and pinned stacks (`--stack`).
-STACK_INSTALLED = "installed"
-
-
 def episode_report_dir(report_dir: Path, dataset_folder: str, episode: int) -> Path:
     """<report dir>/<DatasetMeta.report_name>/episode_<NNNNNN>."""
     return Path(report_dir) / dataset_folder / f"episode_{episode:06d}"
@@ -124,34 +106,34 @@ def report_name(dataset_folder: str, stack: str | None) -> str:
     return f"{dataset_folder}@{''.join(c if c.isalnum() or c in '-.=,+' else '_' for c in stack)}"
 
 
-def resolve_settings(meta: DatasetMeta, profile: Profile, *, mode: str, image_stride: int,
-                     thresholds: dict[str, Any] | None, tolerance_overrides: dict[str, float]) -> ReplaySettings:
-    """The settings a replay of this dataset runs with (run and validate share it, so their hashes agree)."""
-    if mode not in ("images", "state"):
-        raise InputError(f"mode {mode!r}; expected 'images' or 'state'")
-    if not meta.camera_keys:
-        mode = "state"  # keypoints-only datasets: nothing to render
-    return ReplaySettings(mode=mode, image_stride=image_stride,
-                          tolerances=tolerances_for(profile, thresholds, tolerance_overrides))
+def load_episode(dataset, index: int, env_state_from: str | None) -> Episode:
+    """Episode `index`, with environment_state from the twin dataset when one is named."""
+    episode = dataset.episode(index)
+    if env_state_from:
+        episode = attach_environment_state(episode, open_twin(env_state_from).episode(index))
+    return episode
+
+
+def prepare_config(request: RunRequest) -> tuple[Episode, ReplayConfig]:
+    """Load the episode and resolve the configuration unless the request carries it (input errors surface here)."""
+    dataset = open_dataset(**dataset_source(request))
+    config = request.config
+    episode = load_episode(dataset, request.episode, config.env_state_from if config else request.env_state_from)
+    return episode, config if config is not None else resolve(request, dataset.meta)
 
 
 def prepare(request: RunRequest) -> tuple[Episode, Profile, ReplaySettings]:
-    """Load the episode, choose the profile and resolve tolerances (all input errors surface here)."""
-    dataset = open_dataset(**dataset_source(request))
-    episode = dataset.episode(request.episode)
-    if request.env_state_from:
-        twin = open_twin(request.env_state_from).episode(request.episode)
-        episode = attach_environment_state(episode, twin)
-    profile = select_profile(dataset.meta, request.profile)
-    settings = resolve_settings(dataset.meta, profile, mode=request.mode, image_stride=request.image_stride,
-                                thresholds=request.thresholds, tolerance_overrides=request.tolerance_overrides)
-    return episode, profile, settings
+    """(episode, profile, settings) of a request: prepare_config for callers that need only those."""
+    episode, config = prepare_config(request)
+    return episode, config.profile, config.settings
 
 
-def _sinks(request: RunRequest, episode: Episode, profile: Profile, rrd_tmp: Path | None) -> tuple[list[Sink], Any]:
+def _sinks(request: RunRequest, episode: Episode, config: ReplayConfig, rrd_tmp: Path | None
+           ) -> tuple[list[Sink], Any]:
     sinks: list[Sink] = []
     rerun_sink = None
-    cameras = list(episode.cameras) if request.mode == "images" else []
+    profile = config.profile
+    cameras = list(episode.cameras) if config.settings.mode == "images" else []
     if request.rerun is not None:
         from replay_check.viz import RerunSink
 
@@ -222,12 +204,13 @@ def stack_name(request_stack: str | None, profile: Profile) -> str:
     return resolve_name(request_stack, recorded=profile.recorded_stack).name
 
 
-def _stack_adapter(request: RunRequest, episode: Episode, profile: Profile):
+def _stack_adapter(request: RunRequest, episode: Episode, config: ReplayConfig):
     """(a proxy adapter, or None for the engine's in-process one; the StackInfo) for request.stack."""
     from replay_check.replay import sim_spec
     from replay_check.stacks.runner import open_adapter
 
-    return open_adapter(request.stack or STACK_INSTALLED, sim_spec(episode, profile),
+    profile = config.profile
+    return open_adapter(request.stack or STACK_INSTALLED, sim_spec(episode, profile, config.physics),
                         recorded=profile.recorded_stack, offline=request.offline)
 
 
@@ -238,7 +221,8 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
     fails midway leaves the previous report as it was.
     """
     check_outputs(request)
-    episode, profile, settings = prepare(request)
+    episode, config = prepare_config(request)
+    profile, settings = config.profile, config.settings
     fingerprint = episode_fingerprint(episode)
     stack_used = stack_name(request.stack, profile)
     out_dir = episode_report_dir(request.report_dir, report_name(episode.meta.report_name, stack_used), episode.index)
@@ -255,7 +239,7 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
     sinks: list[Sink] = []
     rerun_sink = None
     try:
-        sinks, rerun_sink = _sinks(request, episode, profile, rrd_tmp)
+        sinks, rerun_sink = _sinks(request, episode, config, rrd_tmp)
         for extra in request.extra_sinks:  # e.g. other stacks' lanes, logged into this recording
             bind = getattr(extra, "bind", None)
             if bind is not None:
@@ -263,9 +247,9 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
         sinks = [*request.extra_sinks, *sinks]  # extra sinks finish before the recording closes
         adapter = None
         try:
-            adapter, stack = _stack_adapter(request, episode, profile)
+            adapter, stack = _stack_adapter(request, episode, config)
             result = replay_episode(episode, profile, settings, sinks=sinks, progress=progress, adapter=adapter,
-                                    render_workers=request.render_workers)
+                                    render_workers=request.render_workers, physics=config.physics)
         except BaseException:
             for sink in sinks:
                 abort = getattr(sink, "abort", None) or getattr(sink, "close", None)
@@ -275,17 +259,11 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
         finally:
             if adapter is not None:
                 adapter.close()
-        if not stack.in_process:
-            result.versions = dict(stack.versions)
-        result.stack = stack.to_dict()
-        result.extra["settings_hash"] = settings_hash(settings, profile.name)
-        result.extra["dataset_revision"] = request.revision
-        result.extra["fingerprint"] = fingerprint
-        result.extra["stack"] = stack.name
-        result.extra["artifacts"] = {
-            "recording": str(rrd_final) if rrd_final else None,
-            "video": str(request.video) if request.video else None,
-        }
+        result = dataclasses.replace(
+            result, versions=result.versions if stack.in_process else dict(stack.versions), stack=stack.to_dict(),
+            settings_hash=config.settings_hash, dataset_revision=request.revision, fingerprint=fingerprint,
+            artifacts={"recording": str(rrd_final) if rrd_final else None,
+                       "video": str(request.video) if request.video else None})
         moved_in = {}
         if rrd_tmp is not None and rrd_final is not None:
             if request.rerun.rrd_path is None:

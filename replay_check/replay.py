@@ -21,8 +21,8 @@ from replay_check.errors import InputError
 from replay_check.families import family_of
 from replay_check.initial_state import FrameObjectMeter, object_measure, recover_initial_state
 from replay_check.profiles import Profile
+from replay_check.provenance import versions
 from replay_check.render_workers import RenderWorkers, auto_worker_count, process_pss_mb
-from replay_check.report import versions
 from replay_check.sims import make_adapter
 from replay_check.sims.base import InitialState, Pose, SimAdapter, SimObservation, SimSpec
 from replay_check.steps import ReplayResult, ReplaySettings, Sink, StepRecord
@@ -49,10 +49,6 @@ def validate_episode(episode: Episode, profile: Profile, settings: ReplaySetting
     if not np.all(np.isfinite(episode.state)):
         row = int(np.argwhere(~np.isfinite(episode.state))[0][0])
         raise InputError(f"observation.state has a non-finite value at frame {row}")
-    if settings.image_stride < 1:
-        raise InputError(f"image stride must be >= 1, got {settings.image_stride}")
-    if settings.mode not in ("images", "state"):
-        raise InputError(f"mode must be 'images' or 'state', got {settings.mode!r}")
     unmapped = [key for key in episode.cameras if key not in profile.cameras]
     if unmapped and settings.mode == "images":
         raise InputError(
@@ -112,8 +108,11 @@ def replay_episode(
     initial_state: InitialState | None = None,
     progress: Progress | None = None,
     render_workers: int | None = None,
+    physics: dict[str, float] | None = None,
 ) -> ReplayResult:
     """Replay `episode` in the profile's simulator and return its metrics, divergences and verdict.
+
+    `physics` holds SimSpec.physics overrides for the adapter built here (not for a given `adapter`).
 
     `render_workers`: processes rendering the compared frames while this one steps ahead (None: one
     per core for families whose frames are costly, 0: render here, in step order). The result is the
@@ -122,7 +121,7 @@ def replay_episode(
     settings = settings or ReplaySettings(tolerances=profile.tolerances)
     cameras = validate_episode(episode, profile, settings)
     own_adapter = adapter is None
-    adapter = adapter or adapter_for(episode, profile)
+    adapter = adapter or adapter_for(episode, profile, physics)
     timer = _Timer()
     workers = None
     try:
@@ -429,11 +428,9 @@ def _conclude(
         verdict=verdict,
         versions=versions(),
         task=episode.task,
-        extra={
-            "object_measurement": _object_source(episode, profile, settings),
-            "timings_ms_per_step": {k: 1000.0 * v / steps for k, v in timer.totals.items()},
-            "step_loop": dict(timer.loop),
-            "video_offsets": {k: {"offset": o.offset, "cost_aligned": o.cost_aligned, "cost_best": o.cost_best}
-                              for k, o in offsets.items()},
-        },
+        object_measurement=_object_source(episode, profile, settings),
+        timings_ms_per_step={k: 1000.0 * v / steps for k, v in timer.totals.items()},
+        step_loop=dict(timer.loop),
+        video_offsets={k: {"offset": o.offset, "cost_aligned": o.cost_aligned, "cost_best": o.cost_best}
+                       for k, o in offsets.items()},
     )

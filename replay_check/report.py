@@ -40,15 +40,12 @@ infinite; summaries cap it at `image_psnr_cap_db` (100 dB) and count such frames
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
 import json
 import math
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -57,51 +54,10 @@ import numpy as np
 from replay_check.divergence import Check, checks_for
 from replay_check.errors import InputError
 from replay_check.metric_table import columns_for
-from replay_check.steps import ReplayResult, ReplaySettings
+from replay_check.provenance import settings_hash, tool_version, versions  # noqa: F401  (re-exported)
+from replay_check.steps import ReplayResult
 
 SCHEMA_VERSION = "1.0"
-_PACKAGES = ("mujoco", "dm-control", "gym-aloha", "gym-pusht", "pymunk", "numpy", "rerun-sdk", "replay-check")
-
-
-@functools.cache
-def _installed_versions() -> tuple[tuple[str, str], ...]:
-    return tuple(_versions_now().items())
-
-
-def versions() -> dict[str, str]:
-    """Installed versions of the packages that decide a replay's outcome (read once per process)."""
-    return dict(_installed_versions())
-
-
-def _versions_now() -> dict[str, str]:
-    """Installed versions of the packages that decide a replay's outcome (absent ones omitted)."""
-    found = {}
-    for package in _PACKAGES:
-        try:
-            found[package.replace("-", "_")] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
-
-
-def _tool_version() -> str:
-    from replay_check import __version__
-
-    return __version__
-
-
-def settings_hash(settings: ReplaySettings, profile_name: str) -> str:
-    """A stable 16-hex-digit sha256 prefix of the profile and settings, so resumed batches can tell."""
-    canonical = {
-        "profile": profile_name,
-        "mode": settings.mode,
-        "image_stride": int(settings.image_stride),
-        "tolerances": settings.tolerances.as_dict(),
-    }
-    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def jsonable(value: Any) -> Any:
     """Plain JSON types: numpy to Python, paths to str, NaN/Infinity to None."""
     if isinstance(value, dict):
@@ -135,10 +91,16 @@ def _divergence_details(result: ReplayResult) -> dict[str, Any]:
     }
 
 
-# result.extra keys that vary from run to run (wall and CPU time): report.json keeps them under `timings` only.
+# report.json keys that vary from run to run (wall and CPU time), kept under `timings` only.
 TIMING_EXTRA = ("timings_ms_per_step", "step_loop")
-# result.extra keys that build_report places in `dataset` / `settings` rather than under `extra`.
-_LIFTED_EXTRA = ("settings_hash", "dataset_revision", "fingerprint", "stack")
+
+
+def _extra(result: ReplayResult) -> dict[str, Any]:
+    """Diagnostics outside the stable core: how objects were observed, video offsets, artefacts."""
+    extra: dict[str, Any] = {"object_measurement": result.object_measurement, "video_offsets": result.video_offsets}
+    if result.artifacts is not None:
+        extra["artifacts"] = result.artifacts
+    return extra
 
 
 def build_report(result: ReplayResult) -> dict[str, Any]:
@@ -148,17 +110,17 @@ def build_report(result: ReplayResult) -> dict[str, Any]:
     settings = result.settings
     report = {
         "schema_version": SCHEMA_VERSION,
-        "tool_version": _tool_version(),
+        "tool_version": tool_version(),
         "dataset": {
             "repo_id": meta.repo_id,
             "root": str(meta.root),
-            "revision": meta.revision or result.extra.get("dataset_revision"),
+            "revision": meta.revision or result.dataset_revision,
             "codebase_version": meta.codebase_version,
             "fps": meta.fps,
             "name": meta.name,
             "id": meta.identity,
             "commit": meta.commit,
-            "fingerprint": result.extra.get("fingerprint"),
+            "fingerprint": result.fingerprint,
         },
         "episode": result.episode_index,
         "length": result.length,
@@ -169,8 +131,8 @@ def build_report(result: ReplayResult) -> dict[str, Any]:
             "mode": settings.mode,
             "image_stride": settings.image_stride,
             "tolerances": settings.tolerances.as_dict(),
-            "hash": result.extra.get("settings_hash") or settings_hash(settings, result.profile.name),
-            "stack": result.extra.get("stack", "installed"),
+            "hash": result.settings_hash or settings_hash(settings, result.profile.name),
+            "stack": (result.stack or {}).get("name", "installed"),
         },
         "initial_state": {
             "method": initial.method,
@@ -187,8 +149,8 @@ def build_report(result: ReplayResult) -> dict[str, Any]:
         },
         "divergence": dict(result.divergence),
         "divergence_details": _divergence_details(result),
-        "timings": {key: result.extra[key] for key in TIMING_EXTRA if key in result.extra},
-        "extra": {k: v for k, v in result.extra.items() if k not in _LIFTED_EXTRA and k not in TIMING_EXTRA},
+        "timings": {"timings_ms_per_step": result.timings_ms_per_step, "step_loop": result.step_loop},
+        "extra": _extra(result),
     }
     if result.stack is not None:
         report["stack"] = result.stack

@@ -24,6 +24,14 @@ class ReplaySettings:
     image_stride: int = 1
     tolerances: Tolerances = field(default_factory=Tolerances)
 
+    def __post_init__(self) -> None:
+        from replay_check.errors import InputError
+
+        if self.mode not in ("images", "state"):
+            raise InputError(f"mode {self.mode!r}; expected 'images' or 'state'")
+        if isinstance(self.image_stride, bool) or not isinstance(self.image_stride, int) or self.image_stride < 1:
+            raise InputError(f"image stride must be an integer >= 1, got {self.image_stride!r}")
+
 
 @dataclass
 class StepRecord:
@@ -70,7 +78,17 @@ class ReplayResult:
     verdict: Verdict
     versions: dict[str, str]
     task: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    # How the recorded objects were observed, per-phase cost, the step loop's own figures (CPU, memory,
+    # render workers) and significant video offsets: set by the engine.
+    object_measurement: str = "none"
+    timings_ms_per_step: dict[str, float] = field(default_factory=dict)
+    step_loop: dict[str, Any] = field(default_factory=dict)
+    video_offsets: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Provenance and outputs: set by the pipeline (None when the engine is used on its own).
+    settings_hash: str | None = None
+    dataset_revision: str | None = None
+    fingerprint: str | None = None
+    artifacts: dict[str, str | None] | None = None
     stack: dict[str, Any] | None = None  # the stack replayed on: name, versions, in_process (stacks.runner)
     stacks: dict[str, Any] | None = None  # a multi-stack comparison (stacks.compare), when one was made
 

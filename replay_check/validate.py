@@ -15,13 +15,14 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from replay_check import __version__
 from replay_check.batch_report import EpisodeEntry, build_summary, entry_from_report, write_atomic, write_summary
+from replay_check.config import ReplayConfig, ReplayOptions, dataset_source, resolve
 from replay_check.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OPERATIONAL, InputError
 from replay_check.executors import FAULT_ENV, Executor, Job, JobResult, fault_for, make_executor
 from replay_check.fingerprint import episode_fingerprint
@@ -29,38 +30,26 @@ from replay_check.outputs import check_output_dir
 from replay_check.pipeline import (
     STACK_INSTALLED,
     RunRequest,
-    dataset_source,
     episode_report_dir,
+    load_episode,
+    open_twin,
     report_name,
-    resolve_settings,
     stack_name,
 )
-from replay_check.profiles import select_profile
-from replay_check.report import install_report_files, settings_hash, versions
+from replay_check.provenance import versions
+from replay_check.report import install_report_files
 
 ERROR_FILE = "error.json"
 
 
 @dataclass(frozen=True)
-class ValidateRequest:
-    """A batch: the dataset, which episodes, how to replay them and how to run the workers."""
+class ValidateRequest(ReplayOptions):
+    """A batch: the replay options every episode shares, which episodes, and how to run the workers."""
 
-    root: Path | None = None
-    repo_id: str | None = None
-    revision: str | None = None
     episodes: str | Sequence[int] = "all"
     workers: int | None = None  # None: os.cpu_count() (local), the cluster's CPUs / cpus_per_task (ray)
-    profile: str | None = None
-    mode: str = "images"
-    image_stride: int = 1
-    thresholds: dict[str, Any] | None = None
-    tolerance_overrides: dict[str, float] = field(default_factory=dict)
-    report_dir: Path = Path("reports")
     timeout: float | None = None  # seconds per episode
     force: bool = False
-    plots: bool = True
-    stack: str | None = None  # physics stack the episodes replay on (None: this environment)
-    offline: bool = False
     executor: str = "local"  # "local" | "ray"
     ray_address: str | None = None  # ray: None uses $RAY_ADDRESS or starts a private local instance
     cpus_per_task: float = 1.0  # ray: CPUs each episode's task requests
@@ -163,6 +152,7 @@ class BatchKey:
 class _Plan:
     dataset: dict[str, Any]
     settings: dict[str, Any]
+    config: ReplayConfig  # resolved once, handed to every worker
     key: BatchKey
     episodes: list[int]
     out_dir: Path
@@ -173,14 +163,12 @@ def _plan(request: ValidateRequest) -> _Plan:
     """Open the dataset (metadata only), pick the profile, resolve tolerances: bad input fails here, once."""
     from replay_check.dataset import open_dataset
 
-    source = dataset_source(RunRequest(root=request.root, repo_id=request.repo_id, revision=request.revision))
-    dataset = open_dataset(**source)
+    dataset = open_dataset(**dataset_source(request))
     episodes = parse_episodes(request.episodes, dataset.episode_indices)
-    profile = select_profile(dataset.meta, request.profile)
-    settings = resolve_settings(dataset.meta, profile, mode=request.mode, image_stride=request.image_stride,
-                                thresholds=request.thresholds, tolerance_overrides=request.tolerance_overrides)
-    mode = settings.mode
-    digest = settings_hash(settings, profile.name)
+    config = resolve(request, dataset.meta)
+    if config.env_state_from:
+        open_twin(config.env_state_from)  # a missing twin is bad input, reported once
+    profile, mode, digest = config.profile, config.settings.mode, config.settings_hash
     revision = dataset.meta.revision or request.revision
     meta = dataset.meta
     stack = stack_name(request.stack, profile)
@@ -195,12 +183,13 @@ def _plan(request: ValidateRequest) -> _Plan:
     return _Plan(
         dataset={"name": meta.name, "repo_id": meta.repo_id, "root": str(meta.root), "revision": revision,
                  "id": meta.identity, "folder": folder},
-        settings={"profile": profile.name, "mode": mode, "image_stride": request.image_stride, "hash": digest,
-                  "stack": stack},
+        settings={"profile": profile.name, "mode": mode, "image_stride": config.settings.image_stride,
+                  "hash": digest, "stack": stack},
+        config=config,
         key=BatchKey(revision, __version__, digest, stack, tuple(sorted(stack_versions.items()))),
         episodes=episodes,
         out_dir=Path(request.report_dir) / folder,
-        fingerprint=lambda index: episode_fingerprint(dataset.episode(index)),
+        fingerprint=lambda index: episode_fingerprint(load_episode(dataset, index, config.env_state_from)),
     )
 
 
@@ -295,12 +284,9 @@ class _Batch:
 
     def job(self, episode: int) -> Job:
         """Everything a worker needs for one episode, ready-made and picklable."""
-        r = self.request
-        request = RunRequest(root=r.root, repo_id=r.repo_id, revision=r.revision, episode=episode,
-                             profile=r.profile, mode=r.mode, image_stride=r.image_stride, thresholds=r.thresholds,
-                             tolerance_overrides=dict(r.tolerance_overrides), report_dir=Path(r.report_dir),
-                             rerun=None, plots=r.plots, stack=r.stack, offline=r.offline,
-                             render_workers=self._render_workers())
+        shared = {f.name: getattr(self.request, f.name) for f in fields(ReplayOptions)}
+        request = RunRequest(**shared, episode=episode, rerun=None, render_workers=self._render_workers(),
+                             config=self.plan.config)
         return Job(episode, request, fault=fault_for(episode))
 
     def _render_workers(self) -> int | None:

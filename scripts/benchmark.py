@@ -106,8 +106,8 @@ def _image_run(root: Path, episode_index: int, steps: int | None, initial, rrd: 
     wall = time.perf_counter() - t0
     queue.put({
         "wall_s": wall,
-        "loop": result.extra["step_loop"],
-        "phases": result.extra["timings_ms_per_step"],
+        "loop": result.step_loop,
+        "phases": result.timings_ms_per_step,
         "main_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "digest": _metrics_digest(result.metrics),
         "rrd_mb": rrd.stat().st_size / 1e6 if rrd.exists() else None,

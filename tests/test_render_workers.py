@@ -89,8 +89,8 @@ def test_pipelined_replay_gives_the_serial_frames_and_metrics_bit_for_bit(family
     assert serial_sink.ahead == [0] * episode.length
     depth = PIPELINE_DEPTH_PER_WORKER * 2 + 2
     assert max(piped_sink.ahead) > 0 and max(piped_sink.ahead) <= depth + 1
-    loop = piped.extra["step_loop"]
-    assert loop["render_workers"] == 2 and loop["cpu_s"] > 0 and serial.extra["step_loop"]["render_workers"] == 0
+    loop = piped.step_loop
+    assert loop["render_workers"] == 2 and loop["cpu_s"] > 0 and serial.step_loop["render_workers"] == 0
 
 
 def test_worker_count_follows_the_cores():

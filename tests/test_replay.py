@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,3 +125,18 @@ def _with_nan(actions):
     actions = actions.copy()
     actions[5, 2] = np.nan
     return actions
+def test_resolved_configuration_is_picklable_and_checks_mode_once(profile):
+    import pickle
+
+    from replay_check.config import ReplayOptions, resolve
+    from replay_check.dataset.episode import DatasetMeta
+    from replay_check.errors import InputError
+
+    meta = DatasetMeta(root=Path("ds"), codebase_version="v3.0", fps=50.0, robot_type="aloha", total_episodes=1,
+                       total_frames=10, features={}, tasks=("insertion",))
+    config = resolve(ReplayOptions(profile=profile.name, mode="images", tolerance_overrides={"arm_rad": 0.01}), meta)
+    assert config.settings.mode == "state"  # no camera in the metadata
+    assert pickle.loads(pickle.dumps(config)) == config
+    assert config.settings.tolerances.arm_rad == 0.01
+    with pytest.raises(InputError, match="mode 'video'"):
+        resolve(ReplayOptions(profile=profile.name, mode="video"), meta)

@@ -131,3 +131,16 @@ def test_pusht_overlay_draws_the_t_and_agent_in_image_pixels():
 def test_pusht_run_writes_a_recording(pusht_pair, tmp_path):
     outcome = run_episode(RunRequest(root=pusht_pair[0], report_dir=tmp_path, plots=False))
     assert outcome.rrd_path.stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_validate_takes_environment_state_from_a_twin(pusht_pair, tmp_path):
+    """--env-state-from reaches validate's workers through the resolved configuration."""
+    from replay_check.validate import ValidateRequest, validate_dataset
+
+    request = ValidateRequest(root=pusht_pair[1], env_state_from=str(pusht_pair[0]), mode="state",
+                              report_dir=tmp_path, plots=False, workers=1)
+    batch = validate_dataset(request)
+    assert batch.counts["pass"] == 1, batch.summary
+    report = json.loads((report_folder(tmp_path, pusht_pair[1]) / "episode_000000" / "report.json").read_text())
+    assert report["initial_state"]["method"] == "environment_state"

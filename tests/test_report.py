@@ -63,7 +63,7 @@ def make_result(offset_from: int | None = 20, settings: ReplaySettings | None = 
     return ReplayResult(meta=meta, episode_index=3, length=LENGTH, profile=profile, settings=settings,
                         initial_state=initial, metrics=cols, divergence=found, summary=summary,
                         verdict=verdict, versions=report.versions(), task="transfer",
-                        extra={"timings_ms_per_step": {"physics": np.float32(0.8)}})
+                        timings_ms_per_step={"physics": np.float32(0.8)})
 
 
 def strict_load(path: Path) -> dict:

@@ -39,7 +39,7 @@ def check_flag_needs(given: dict[str, object], needs: str, present: bool) -> Non
 def replay_options(func: Callable) -> Callable:
     """Profile, mode, stride, tolerances and report folder: what changes a replay's outcome.
 
-    The command receives them parsed, as one `replay` dict of RunRequest/ValidateRequest fields.
+    The command receives them parsed, as one `replay` dict of replay_check.config.ReplayOptions fields.
     """
 
     @functools.wraps(func)
@@ -52,6 +52,7 @@ def replay_options(func: Callable) -> Callable:
             "thresholds": load_thresholds(thresholds) if thresholds else None,
             "tolerance_overrides": parse_tolerance_options(kwargs.pop("tolerances")),
             "report_dir": kwargs.pop("report_dir"),
+            "env_state_from": kwargs.pop("env_state_from"),
         }
         return func(*args, **kwargs)
 
@@ -68,6 +69,8 @@ def replay_options(func: Callable) -> Callable:
                      help="Override one tolerance, e.g. --tolerance arm_rad=0.02 (repeatable)."),
         click.option("--report-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("reports"),
                      show_default=True, help="Where report folders are written."),
+        click.option("--env-state-from", default=None, metavar="REPO_ID|ROOT",
+                     help="Take observation.environment_state from a twin dataset (e.g. lerobot/pusht_keypoints)."),
     ]
     for decorator in reversed(decorators):
         parsed = decorator(parsed)

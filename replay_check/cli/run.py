@@ -16,8 +16,6 @@ from replay_check.pipeline import RerunOptions, RunRequest, run_episode
 @dataset_options
 @click.option("--episode", type=click.IntRange(min=0), default=0, show_default=True, help="Episode index.")
 @replay_options
-@click.option("--env-state-from", default=None, metavar="REPO_ID|ROOT",
-              help="Take observation.environment_state from a twin dataset (e.g. lerobot/pusht_keypoints).")
 @click.option("--rrd", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Where to save the Rerun recording [default: <report folder>/recording.rrd].")
 @click.option("--no-rerun", is_flag=True, help="Do not build a Rerun recording.")
@@ -40,7 +38,7 @@ from replay_check.pipeline import RerunOptions, RunRequest, run_episode
                    "families, none on one core]; 0 renders in step order in this process. Results are "
                    "identical either way.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def command(root, repo_id, revision, episode, replay, env_state_from, rrd, no_rerun, spawn, serve, web_port,
+def command(root, repo_id, revision, episode, replay, rrd, no_rerun, spawn, serve, web_port,
             grpc_port, jpeg_quality, raw_images, video, no_plots, stacks, offline, render_workers, quiet):
     """Replay one recorded episode in its simulator and report where it diverges.
 
@@ -69,7 +67,6 @@ def command(root, repo_id, revision, episode, replay, env_state_from, rrd, no_re
         rerun=None if no_rerun else RerunOptions(rrd, spawn, serve, web_port, grpc_port,
                                                  None if raw_images else jpeg_quality),
         video=video,
-        env_state_from=env_state_from,
         plots=not no_plots,
         stack=stacks[0] if len(stacks) == 1 else None,
         offline=offline,

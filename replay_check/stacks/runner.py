@@ -42,7 +42,7 @@ class StackInfo:
 
 def report_versions(pins: dict[str, str]) -> dict[str, str]:
     """The stack's versions of the packages a report lists (report.versions' keys: mujoco, dm_control, ...)."""
-    from replay_check.report import versions
+    from replay_check.provenance import versions
 
     keys = set(versions()) | {"mujoco", "dm_control", "gym_aloha", "gym_pusht", "pymunk", "numpy"}
     return {name.replace("-", "_"): v for name, v in sorted(pins.items()) if name.replace("-", "_") in keys}
@@ -57,7 +57,7 @@ def slot_bytes(spec: Any) -> int:
 def open_adapter(stack: str | StackSpec, spec: Any, *, recorded: str | None = None, offline: bool = False,
                  worker: bool = False, progress: Progress | None = None):
     """(adapter or None for the engine's own in-process one, StackInfo) for replaying `spec` on `stack`."""
-    from replay_check.report import versions
+    from replay_check.provenance import versions
     from replay_check.worker.proxy import ProxyAdapter
 
     stack_spec = stack if isinstance(stack, StackSpec) else resolve_name(stack, recorded=recorded)
