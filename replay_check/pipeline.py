@@ -27,7 +27,7 @@ from replay_check.fingerprint import episode_fingerprint
 from replay_check.outputs import check_output_dir, check_output_file, check_video_path
 from replay_check.profiles import Profile
 from replay_check.provenance import STACK_INSTALLED
-from replay_check.replay import replay_episode
+from replay_check.replay import abort_sinks, replay_episode
 from replay_check.report import write_episode_report
 from replay_check.steps import ReplayResult, ReplaySettings, Sink
 
@@ -251,10 +251,7 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
             result = replay_episode(episode, profile, settings, sinks=sinks, progress=progress, adapter=adapter,
                                     render_workers=request.render_workers, physics=config.physics)
         except BaseException:
-            for sink in sinks:
-                abort = getattr(sink, "abort", None) or getattr(sink, "close", None)
-                if abort:
-                    abort()
+            abort_sinks(sinks)  # the engine aborts its sinks too; this covers failures before it started
             raise
         finally:
             if adapter is not None:

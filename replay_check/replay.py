@@ -7,6 +7,7 @@ actions 0..t-1, so step 0 checks the restored initial state itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import deque
@@ -25,7 +26,7 @@ from replay_check.provenance import versions
 from replay_check.render_workers import RenderWorkers, auto_worker_count, process_pss_mb
 from replay_check.sims import make_adapter
 from replay_check.sims.base import InitialState, Pose, SimAdapter, SimObservation, SimSpec
-from replay_check.steps import ReplayResult, ReplaySettings, Sink, StepRecord
+from replay_check.steps import ReplayResult, ReplaySettings, Sink, SinkContext, StepRecord
 
 Progress = Callable[[int, int], None]
 PIPELINE_DEPTH_PER_WORKER = 2  # steps the physics side may run ahead of the comparison, per render worker
@@ -125,6 +126,8 @@ def replay_episode(
     timer = _Timer()
     workers = None
     try:
+        _start_sinks(sinks, SinkContext(episode, profile, settings, tuple(cameras), tuple(
+            episode.state_names or [f"state_{i}" for i in range(episode.state.shape[1])])))
         # Started first, so the workers load and warm up while the initial state is estimated.
         workers = _render_workers(episode, profile, cameras, adapter, render_workers)
         start = time.perf_counter()
@@ -136,6 +139,9 @@ def replay_episode(
             timer.add("render_workers_start", start)
         columns, offsets, final = _run_steps(episode, profile, settings, adapter, cameras, sinks, timer, progress,
                                              workers)
+    except BaseException:
+        abort_sinks(sinks)
+        raise
     finally:
         if workers is not None:
             workers.close()
@@ -145,6 +151,22 @@ def replay_episode(
     for sink in sinks:
         sink.finish(result)
     return result
+
+
+def _start_sinks(sinks: Sequence[Sink], context: SinkContext) -> None:
+    for sink in sinks:
+        start = getattr(sink, "start", None)
+        if start is not None:
+            start(context)
+
+
+def abort_sinks(sinks: Sequence[Sink]) -> None:
+    """Every sink's abort (optional in the protocol); one failing abort does not skip the others."""
+    for sink in sinks:
+        abort = getattr(sink, "abort", None)
+        if abort is not None:
+            with contextlib.suppress(Exception):  # the replay's own error is the one to report
+                abort()
 
 
 def _render_workers(episode: Episode, profile: Profile, cameras: Sequence[str], adapter: SimAdapter,
@@ -249,65 +271,115 @@ def _run_steps(
     return _to_columns(compare.rows, length), _frame_offsets(compare.opening), final
 
 
+class _FrameFeed:
+    """Recorded frames in step order: every frame is decoded (sources are sequential), compared ones kept."""
+
+    def __init__(self, episode: Episode, cameras: Sequence[str]):
+        self.streams = _frame_streams(episode, cameras)
+        self.length = episode.length
+
+    def next(self, t: int, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        frames: dict[str, np.ndarray] = {}
+        for key, stream in self.streams.items():
+            frame = next(stream, None)
+            if frame is None:
+                raise InputError(f"camera {key!r} ran out of frames at frame {t} of {self.length}")
+            if key in keys:
+                frames[key] = frame
+        return frames
+
+
+class _OffsetProbe:
+    """Thumbnails of the opening frames (every frame compared), for the video-offset estimate."""
+
+    def __init__(self, cameras: Sequence[str], stride: int):
+        self.active = stride == 1
+        self.opening: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {key: ([], []) for key in cameras}
+
+    def add(self, t: int, recorded: dict[str, np.ndarray], replayed: dict[str, np.ndarray]) -> None:
+        if not self.active or t >= alignment.WINDOW:
+            return
+        for key, frame in recorded.items():
+            self.opening[key][0].append(alignment.thumbnail(frame))
+            self.opening[key][1].append(alignment.thumbnail(replayed[key]))
+
+
+class _ObjectObserver:
+    """Recorded and replayed object poses of one step: environment_state, else the family's frame meter."""
+
+    def __init__(self, episode: Episode, profile: Profile, adapter: SimAdapter, cameras: Sequence[str]):
+        family = family_of(profile)
+        self.episode, self.objects = episode, profile.objects
+        self.objects_from_env = family.objects_from_environment_state
+        self.measure: FrameObjectMeter | None = None
+        if episode.environment_state is None and cameras:
+            self.measure = object_measure(episode, profile, adapter)
+
+    def observe(self, t: int, sim: SimObservation, recorded_frames: dict[str, np.ndarray],
+                replayed_frames: dict[str, np.ndarray]) -> tuple[dict[str, Pose | None] | None, dict[str, Pose | None]]:
+        """(recorded poses or None when unknown at this step, replayed poses)."""
+        replayed: dict[str, Pose | None] = dict(sim.objects)
+        measure = self.measure
+        if self.episode.environment_state is not None:
+            return dict(self.objects_from_env(self.episode.environment_state[t], self.objects)), replayed
+        if measure is not None and measure.camera in recorded_frames:
+            recorded = measure.measure(recorded_frames[measure.camera])
+            if measure.symmetric:
+                # Measured the same way, the measurement's biases (lifted or occluded objects, perspective)
+                # cancel and only a real difference between the scenes remains.
+                replayed = measure.measure(replayed_frames[measure.camera])
+            return recorded, replayed
+        return None, replayed
+
+    def gaps(self, recorded: dict[str, Pose | None] | None, replayed: dict[str, Pose | None],
+             recorded_frames: dict[str, np.ndarray]) -> dict[str, bool] | None:
+        """Per object, whether the frame meter missed it in either frame (None when no meter ran this step)."""
+        measure = self.measure
+        if self.episode.environment_state is not None or measure is None or measure.camera not in recorded_frames:
+            return None
+        return {name: recorded.get(name) is None or replayed.get(name) is None for name in self.objects}
+
+
 class _Comparer:
-    """The comparison side of the step loop: decode, measure objects, metrics, sinks, in step order."""
+    """The comparison side of the step loop: frames, objects, offset probe, metrics and sinks, in step order."""
 
     def __init__(self, episode: Episode, profile: Profile, adapter: SimAdapter, cameras: Sequence[str], stride: int,
                  sinks: Sequence[Sink], timer: _Timer, progress: Progress | None):
         self.episode, self.profile, self.sinks, self.timer, self.progress = episode, profile, sinks, timer, progress
         self.cameras = list(cameras)
         self.state_names = list(episode.state_names or [f"state_{i}" for i in range(episode.state.shape[1])])
-        self.streams = _frame_streams(episode, cameras)
-        self.measure: FrameObjectMeter | None = None
-        family = family_of(profile)
-        self.objects_from_env = family.objects_from_environment_state
-        self.planar = family.planar
-        if episode.environment_state is None and cameras:
-            self.measure = object_measure(episode, profile, adapter)
-        self.opening: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {key: ([], []) for key in cameras}
-        self.stride = stride
+        self.feed = _FrameFeed(episode, cameras)
+        self.objects = _ObjectObserver(episode, profile, adapter, cameras)
+        self.probe = _OffsetProbe(cameras, stride)
+        self.planar = family_of(profile).planar
         self.rows: list[dict[str, float]] = []
+
+    @property
+    def opening(self) -> dict[str, tuple[list[np.ndarray], list[np.ndarray]]]:
+        return self.probe.opening
+
+    def _replayed_frames(self, stepped: _Stepped, workers: RenderWorkers | None) -> dict[str, np.ndarray]:
+        if stepped.frames is not None:
+            return stepped.frames
+        if not stepped.keys:
+            return {}
+        done, by_camera = workers.collect()
+        if done != stepped.t:
+            raise RuntimeError(f"render workers returned step {done}'s frames for step {stepped.t}")
+        return {key: by_camera[self.profile.cameras[key]] for key in stepped.keys}
 
     def step(self, stepped: _Stepped, workers: RenderWorkers | None) -> None:
         episode, profile, timer = self.episode, self.profile, self.timer
         t, sim, length = stepped.t, stepped.sim, episode.length
         tick = time.perf_counter()
-        recorded_frames: dict[str, np.ndarray] = {}
-        for key, stream in self.streams.items():
-            frame = next(stream, None)  # decode every frame: sources are sequential
-            if frame is None:
-                raise InputError(f"camera {key!r} ran out of frames at frame {t} of {length}")
-            if key in stepped.keys:
-                recorded_frames[key] = frame
+        recorded_frames = self.feed.next(t, stepped.keys)
         tick = timer.add("decode", tick)
-        replayed_frames = stepped.frames
-        if replayed_frames is None:
-            replayed_frames = {}
-            if stepped.keys:
-                done, by_camera = workers.collect()
-                if done != t:
-                    raise RuntimeError(f"render workers returned step {done}'s frames for step {t}")
-                replayed_frames = {key: by_camera[profile.cameras[key]] for key in stepped.keys}
+        replayed_frames = self._replayed_frames(stepped, workers)
+        if stepped.frames is None:
             tick = timer.add("render", tick)
-        if self.stride == 1 and t < alignment.WINDOW:
-            for key, frame in recorded_frames.items():
-                self.opening[key][0].append(alignment.thumbnail(frame))
-                self.opening[key][1].append(alignment.thumbnail(replayed_frames[key]))
-
-        recorded_poses: dict[str, Pose | None] | None = None
-        replayed_poses: dict[str, Pose | None] = dict(sim.objects)
-        gaps: dict[str, bool] | None = None
-        measure = self.measure
-        if episode.environment_state is not None:
-            recorded_poses = dict(self.objects_from_env(episode.environment_state[t], profile.objects))
-        elif measure is not None and measure.camera in recorded_frames:
-            recorded_poses = measure.measure(recorded_frames[measure.camera])
-            if measure.symmetric:
-                # Measured the same way, the measurement's biases (lifted or occluded objects, perspective)
-                # cancel and only a real difference between the scenes remains.
-                replayed_poses = measure.measure(replayed_frames[measure.camera])
-            gaps = {name: recorded_poses.get(name) is None or replayed_poses.get(name) is None
-                    for name in profile.objects}
+        self.probe.add(t, recorded_frames, replayed_frames)
+        recorded_poses, replayed_poses = self.objects.observe(t, sim, recorded_frames, replayed_frames)
+        gaps = self.objects.gaps(recorded_poses, replayed_poses, recorded_frames)
         tick = timer.add("objects", tick)
         step = StepRecord(
             t=t,

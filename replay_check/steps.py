@@ -93,9 +93,29 @@ class ReplayResult:
     stacks: dict[str, Any] | None = None  # a multi-stack comparison (stacks.compare), when one was made
 
 
+@dataclass(frozen=True)
+class SinkContext:
+    """What a sink learns before the first step: the episode, its profile, the settings, compared cameras."""
+
+    episode: Any  # replay_check.dataset.episode.Episode
+    profile: Profile
+    settings: ReplaySettings
+    cameras: tuple[str, ...]  # dataset camera keys compared (empty in state mode)
+    state_names: tuple[str, ...]
+
+
 class Sink(Protocol):
-    """Receives steps as they happen; nothing is kept whole unless the sink keeps it."""
+    """Receives one replay as it happens; nothing is kept whole unless the sink keeps it.
+
+    The engine calls `start(context)` before step 0, `on_step` per step in order, then exactly one of
+    `finish(result)` (the replay completed) or `abort()` (it raised; abort must be idempotent and
+    leave no partial output). `start` and `abort` are optional for sinks that need neither.
+    """
+
+    def start(self, context: SinkContext) -> None: ...
 
     def on_step(self, step: StepRecord, metrics: dict[str, float]) -> None: ...
 
     def finish(self, result: ReplayResult) -> None: ...
+
+    def abort(self) -> None: ...

@@ -17,11 +17,7 @@ at finish, which is two orders of magnitude cheaper than logging them per step.
 
 from __future__ import annotations
 
-import os
-import socket
-import sys
 import time
-import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -31,8 +27,10 @@ import rerun as rr
 import rerun.blueprint as rrb
 
 from replay_check import metric_table as mt
-from replay_check.errors import ConfigError, ViewerError
+from replay_check import viewer
+from replay_check.errors import ConfigError, ViewerError  # noqa: F401  (ViewerError re-exported)
 from replay_check.steps import ReplayResult, StepRecord
+from replay_check.viewer import GRPC_PORT_DEFAULT, WEB_PORT_DEFAULT, web_viewer_url  # noqa: F401  (re-exported)
 
 Projector = Callable[[str, np.ndarray], "tuple[float, float] | None"]
 # step -> {"recorded"|"replayed": {"outline": [polyline (N,2) px], "points": [(u, v)]}} drawn over the images.
@@ -44,8 +42,6 @@ AXIS_COLORS = {"recorded": [(120, 160, 220), (70, 120, 190), (30, 70, 140)],
                "replayed": [(255, 190, 120), (245, 133, 24), (180, 80, 0)]}
 PALETTE = [(228, 26, 28), (55, 126, 184), (77, 175, 74), (152, 78, 163), (255, 127, 0), (166, 86, 40),
            (247, 129, 191), (153, 153, 153), (23, 190, 207), (188, 189, 34)]
-WEB_PORT_DEFAULT = 9090
-GRPC_PORT_DEFAULT = 9876
 
 # metric column -> entity path, for the columns that are not errors
 _PLAIN_COLUMNS = {
@@ -150,27 +146,6 @@ def _image(frame: np.ndarray, jpeg_quality: int | None) -> rr.Image | rr.Encoded
     return rr.EncodedImage(contents=buf, media_type="image/jpeg")
 
 
-def _has_display() -> bool:
-    if sys.platform != "linux":
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _local_uri(uri: str) -> str:
-    """A server URI bound to all interfaces, as a browser on this machine should reach it."""
-    return uri.replace("0.0.0.0", "127.0.0.1")
-
-
-def web_viewer_url(grpc_uri: str, web_port: int) -> str:
-    return f"http://127.0.0.1:{web_port}/?url={urllib.parse.quote(_local_uri(grpc_uri), safe='')}"
-
-
 class RerunSink:
     """A Sink writing one replay to a Rerun recording (.rrd file, spawned viewer and/or served web viewer)."""
 
@@ -228,36 +203,17 @@ class RerunSink:
 
     def _sinks(self, rrd_path: Path | None, spawn: bool, serve: bool, web_port: int | None,
                grpc_port: int | None) -> list:
+        """The recording's outputs: the .rrd file, and a viewer process from `replay_check.viewer`."""
         sinks: list = []
         if rrd_path is not None:
             Path(rrd_path).parent.mkdir(parents=True, exist_ok=True)
             sinks.append(rr.FileSink(str(rrd_path)))
         if serve:
-            sinks.append(self._serve(web_port or WEB_PORT_DEFAULT, grpc_port or GRPC_PORT_DEFAULT))
+            server, self._url = viewer.serve(web_port, grpc_port)
+            sinks.append(server)
         if spawn:
-            sinks.append(self._spawn(grpc_port or GRPC_PORT_DEFAULT))
+            sinks.append(viewer.spawn(grpc_port, self.rec))
         return sinks
-
-    def _serve(self, web_port: int, grpc_port: int) -> rr.GrpcServerSink:
-        try:
-            server = rr.GrpcServerSink(port=grpc_port)
-            rr.serve_web_viewer(web_port=web_port, open_browser=False, connect_to=_local_uri(server.uri))
-        except Exception as exc:  # the bindings raise bare exceptions for taken ports
-            raise ViewerError(f"cannot serve the Rerun viewer (ports {grpc_port}/{web_port}): {exc}") from exc
-        self._url = web_viewer_url(server.uri, web_port)
-        return server
-
-    def _spawn(self, port: int) -> rr.GrpcSink:
-        if not _has_display():
-            raise ViewerError("cannot spawn the Rerun viewer: no display (DISPLAY, WAYLAND_DISPLAY unset); "
-                              "use --serve, or open the saved .rrd later with `replay-check view --web`")
-        try:
-            rr.spawn(port=port, connect=False, recording=self.rec)
-        except Exception as exc:
-            raise ViewerError(f"cannot spawn the Rerun viewer on port {port}: {exc}") from exc
-        if not _port_open(port):
-            raise ViewerError(f"the spawned Rerun viewer is not listening on port {port}; expected a viewer")
-        return rr.GrpcSink(f"rerun+http://127.0.0.1:{port}/proxy")
 
     @property
     def url(self) -> str | None:
@@ -389,6 +345,10 @@ class RerunSink:
         self.rec.flush()
         if not self._live:
             self.close()
+
+    def abort(self) -> None:
+        """The replay failed: stop the outputs (the pipeline discards the partial .rrd)."""
+        self.close()
 
     def close(self) -> None:
         """Stop all outputs (ends a served viewer's data; writes the .rrd footer)."""
