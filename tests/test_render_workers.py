@@ -114,4 +114,4 @@ def test_a_worker_that_cannot_start_is_an_operational_error():
 def test_pusht_draws_its_small_frames_in_process_by_default():
     episode, initial, profile = _case("pusht")
     result, _ = _replay(episode, initial, profile, None)
-    assert result.extra["step_loop"]["render_workers"] == 0
+    assert result.step_loop["render_workers"] == 0
