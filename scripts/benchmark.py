@@ -159,9 +159,10 @@ def bench_dataset(root: Path, episode_index: int, rrd_dir: Path, worker_counts: 
               f"({image_ms / floor:.2f}x decode+render floor); step loop {loop['wall_s']:.2f} s, "
               f"cpu-s/wall-s {cpu}")
         if loop.get("cpu_s") is not None:
-            print(f"  CPU per step         {ms_per_step(loop['cpu_s'], episode.length):8.2f} ms (main process "
-                  f"{ms_per_step(loop['main_cpu_s'], episode.length):.2f} ms, render workers "
-                  f"{ms_per_step(loop['cpu_s'] - loop['main_cpu_s'], episode.length):.2f} ms)")
+            split = "" if not workers else (
+                f" (main process {ms_per_step(loop['main_cpu_s'], episode.length):.2f} ms, render workers "
+                f"{ms_per_step(loop['cpu_s'] - loop['main_cpu_s'], episode.length):.2f} ms)")
+            print(f"  CPU per step         {ms_per_step(loop['cpu_s'], episode.length):8.2f} ms{split}")
         for phase in ("render_workers_start", "physics", "submit", "decode", "render", "objects", "metrics", "sinks"):
             if phase in phases:
                 print(f"  {phase:<20} {phases[phase]:8.2f} ms/step")
