@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from replay_check.dataset.episode import DatasetMeta
+from replay_check.errors import InputError
 from replay_check.profiles import Profile, select_profile
 from replay_check.provenance import settings_hash
 from replay_check.steps import ReplaySettings
@@ -37,6 +38,9 @@ class ReplayOptions:
     plots: bool = True
     stack: str | None = None  # physics stack to replay on (None or "installed": this environment, in process)
     offline: bool = False  # build stacks from uv's cache only
+    ensemble: int | None = None  # cause analysis (ReplaySettings): None automatic, 0 off, N copies
+    resync: int | None = None
+    strict: bool = False  # a marginal episode fails
 
 
 @dataclass(frozen=True)
@@ -60,10 +64,16 @@ def dataset_source(options: ReplayOptions) -> dict[str, Any]:
 
 
 def resolve_settings(meta: DatasetMeta, profile: Profile, *, mode: str, image_stride: int,
-                     thresholds: dict[str, Any] | None, tolerance_overrides: dict[str, float]) -> ReplaySettings:
+                     thresholds: dict[str, Any] | None, tolerance_overrides: dict[str, float],
+                     ensemble: int | None = None, resync: int | None = None, strict: bool = False
+                     ) -> ReplaySettings:
     """The settings a replay of this dataset runs with (ReplaySettings checks mode and stride)."""
+    for name, value in (("--ensemble", ensemble), ("--resync", resync)):
+        if value is not None and value < 0:
+            raise InputError(f"{name} {value}; expected 0 (off) or a positive count")
     settings = ReplaySettings(mode=mode, image_stride=image_stride,
-                              tolerances=tolerances_for(profile, thresholds, tolerance_overrides))
+                              tolerances=tolerances_for(profile, thresholds, tolerance_overrides),
+                              ensemble=ensemble, resync=resync, strict=strict)
     if not meta.camera_keys:
         settings = replace(settings, mode="state")  # keypoints-only datasets: nothing to render
     return settings
@@ -73,6 +83,7 @@ def resolve(options: ReplayOptions, meta: DatasetMeta) -> ReplayConfig:
     """Choose the profile, resolve settings and hash them (every configuration error surfaces here)."""
     profile = select_profile(meta, options.profile)
     settings = resolve_settings(meta, profile, mode=options.mode, image_stride=options.image_stride,
-                                thresholds=options.thresholds, tolerance_overrides=options.tolerance_overrides)
+                                thresholds=options.thresholds, tolerance_overrides=options.tolerance_overrides,
+                                ensemble=options.ensemble, resync=options.resync, strict=options.strict)
     return ReplayConfig(profile=profile, settings=settings, settings_hash=settings_hash(settings, profile.name),
                         env_state_from=options.env_state_from)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,10 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from replay_check import cause
 from replay_check.config import ReplayConfig, ReplayOptions, dataset_source, resolve
 from replay_check.config import resolve_settings as resolve_settings  # noqa: F401  (re-exported)
+from replay_check.contacts import ContactTimeline
 from replay_check.dataset import open_dataset
 from replay_check.dataset.episode import Episode
+from replay_check.divergence_frames import FrameCapture
 from replay_check.errors import DatasetError, InputError, OutputError
 from replay_check.families import family_of
 from replay_check.fingerprint import episode_fingerprint
@@ -166,6 +170,8 @@ def _sinks(request: RunRequest, episode: Episode, config: ReplayConfig, rrd_tmp:
         from replay_check.video_export import VideoSink
 
         sinks.append(VideoSink(Path(request.video), fps=episode.fps, cameras=cameras))
+    if cameras:
+        sinks.append(FrameCapture())
     return sinks, rerun_sink
 
 
@@ -214,6 +220,24 @@ def _stack_adapter(request: RunRequest, episode: Episode, config: ReplayConfig):
                         recorded=profile.recorded_stack, offline=request.offline)
 
 
+def _cause_analysis(request: RunRequest, episode: Episode, config: ReplayConfig, stack, timeline: ContactTimeline
+                    ) -> Callable[[ReplayResult], ReplayResult]:
+    """The engine's `conclude` hook: contact timeline into the report, then `cause.run` on the same stack."""
+    from replay_check.replay import sim_spec
+
+    make = None
+    if not stack.in_process:
+        def make(spec):  # a fresh proxy on the replay's stack for each analysis pass
+            return _stack_adapter(request, episode, config)[0]
+
+    def conclude(result: ReplayResult) -> ReplayResult:
+        result.contacts = timeline.to_list()
+        return cause.run(result, episode, config.profile, sim_spec(episode, config.profile, config.physics),
+                         make=make)[0]
+
+    return conclude
+
+
 def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None = None) -> RunOutcome:
     """Replay one episode and write its report folder plus the requested recording/video.
 
@@ -238,6 +262,7 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
         rrd_tmp = Path(name)
     sinks: list[Sink] = []
     rerun_sink = None
+    frames_dir: Path | None = None
     try:
         sinks, rerun_sink = _sinks(request, episode, config, rrd_tmp)
         for extra in request.extra_sinks:  # e.g. other stacks' lanes, logged into this recording
@@ -248,8 +273,11 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
         adapter = None
         try:
             adapter, stack = _stack_adapter(request, episode, config)
+            timeline = ContactTimeline()
             result = replay_episode(episode, profile, settings, sinks=sinks, progress=progress, adapter=adapter,
-                                    render_workers=request.render_workers, physics=config.physics)
+                                    render_workers=request.render_workers, physics=config.physics,
+                                    probes=[timeline],
+                                    conclude=_cause_analysis(request, episode, config, stack, timeline))
         except BaseException:
             abort_sinks(sinks)  # the engine aborts its sinks too; this covers failures before it started
             raise
@@ -262,6 +290,13 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
             artifacts={"recording": str(rrd_final) if rrd_final else None,
                        "video": str(request.video) if request.video else None})
         moved_in = {}
+        capture = next((s for s in sinks if isinstance(s, FrameCapture)), None)
+        if capture is not None:
+            frames_dir = Path(tempfile.mkdtemp(prefix=".frames-", dir=out_dir.parent))
+            entry, files = capture.write(result, frames_dir)
+            if entry is not None:
+                result.divergence_frames = entry
+                moved_in.update(files)
         if rrd_tmp is not None and rrd_final is not None:
             if request.rerun.rrd_path is None:
                 moved_in[rrd_final.name] = rrd_tmp  # goes into the new report folder before it is swapped in
@@ -271,6 +306,8 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
     finally:
         if rrd_tmp is not None and rrd_tmp.exists():
             rrd_tmp.unlink()
+        if frames_dir is not None:
+            shutil.rmtree(frames_dir, ignore_errors=True)
     return RunOutcome(
         result=result,
         report_dir=report_path,

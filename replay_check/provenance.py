@@ -49,5 +49,9 @@ def settings_hash(settings: ReplaySettings, profile_name: str) -> str:
         "image_stride": int(settings.image_stride),
         "tolerances": settings.tolerances.as_dict(),
     }
+    for key in ("ensemble", "resync", "strict"):  # only when set, so older reports keep their hash
+        value = getattr(settings, key, None)
+        if value not in (None, False):
+            canonical[key] = value
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]

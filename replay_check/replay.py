@@ -29,6 +29,8 @@ from replay_check.sims.base import InitialState, Pose, SimAdapter, SimObservatio
 from replay_check.steps import ReplayResult, ReplaySettings, Sink, SinkContext, StepRecord
 
 Progress = Callable[[int, int], None]
+# Called after every physics step with (t, adapter), e.g. a contact timeline; must not change the simulation.
+Probe = Callable[[int, SimAdapter], None]
 PIPELINE_DEPTH_PER_WORKER = 2  # steps the physics side may run ahead of the comparison, per render worker
 
 
@@ -110,10 +112,14 @@ def replay_episode(
     progress: Progress | None = None,
     render_workers: int | None = None,
     physics: dict[str, float] | None = None,
+    probes: Sequence[Probe] = (),
+    conclude: Callable[[ReplayResult], ReplayResult] | None = None,
 ) -> ReplayResult:
     """Replay `episode` in the profile's simulator and return its metrics, divergences and verdict.
 
     `physics` holds SimSpec.physics overrides for the adapter built here (not for a given `adapter`).
+    `probes` see the adapter after every physics step; `conclude` may refine the result (the cause
+    analysis) before the sinks see it.
 
     `render_workers`: processes rendering the compared frames while this one steps ahead (None: one
     per core for families whose frames are costly, 0: render here, in step order). The result is the
@@ -138,7 +144,7 @@ def replay_episode(
             workers.ready()
             timer.add("render_workers_start", start)
         columns, offsets, final = _run_steps(episode, profile, settings, adapter, cameras, sinks, timer, progress,
-                                             workers)
+                                             workers, probes)
     except BaseException:
         abort_sinks(sinks)
         raise
@@ -148,6 +154,8 @@ def replay_episode(
         if own_adapter:
             adapter.close()
     result = _conclude(episode, profile, settings, initial, columns, offsets, final, timer)
+    if conclude is not None:
+        result = conclude(result)
     for sink in sinks:
         sink.finish(result)
     return result
@@ -220,6 +228,7 @@ def _run_steps(
     timer: _Timer,
     progress: Progress | None,
     workers: RenderWorkers | None = None,
+    probes: Sequence[Probe] = (),
 ) -> tuple[dict[str, np.ndarray], dict[str, alignment.FrameOffset], dict[str, float]]:
     """Step physics, render, compare and log every step.
 
@@ -241,6 +250,8 @@ def _run_steps(
             sim = adapter.step(action)
         else:
             sim = adapter.observe()
+        for probe in probes:
+            probe(t, adapter)
         keys = list(cameras) if cameras and t % settings.image_stride == 0 else []
         tick = timer.add("physics", tick)
         frames = None

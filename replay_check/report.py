@@ -92,7 +92,7 @@ def _divergence_details(result: ReplayResult) -> dict[str, Any]:
 
 
 # report.json keys that vary from run to run (wall and CPU time), kept under `timings` only.
-TIMING_EXTRA = ("timings_ms_per_step", "step_loop")
+TIMING_EXTRA = ("timings_ms_per_step", "step_loop", "diagnosis_seconds")
 
 
 def _extra(result: ReplayResult) -> dict[str, Any]:
@@ -100,6 +100,9 @@ def _extra(result: ReplayResult) -> dict[str, Any]:
     extra: dict[str, Any] = {"object_measurement": result.object_measurement, "video_offsets": result.video_offsets}
     if result.artifacts is not None:
         extra["artifacts"] = result.artifacts
+    for key in ("contacts", "diagnosis", "divergence_frames"):
+        if getattr(result, key) is not None:
+            extra[key] = getattr(result, key)
     return extra
 
 
@@ -130,6 +133,9 @@ def build_report(result: ReplayResult) -> dict[str, Any]:
         "settings": {
             "mode": settings.mode,
             "image_stride": settings.image_stride,
+            "ensemble": settings.ensemble,
+            "resync": settings.resync,
+            "strict": settings.strict,
             "tolerances": settings.tolerances.as_dict(),
             "hash": result.settings_hash or settings_hash(settings, result.profile.name),
             "stack": (result.stack or {}).get("name", "installed"),
@@ -146,10 +152,13 @@ def build_report(result: ReplayResult) -> dict[str, Any]:
             "status": result.verdict.status,
             "first_divergence_step": result.verdict.first_divergence_step,
             "reasons": list(result.verdict.reasons),
+            "cause": result.verdict.cause,
+            "evidence": list(result.verdict.evidence),
         },
         "divergence": dict(result.divergence),
         "divergence_details": _divergence_details(result),
-        "timings": {"timings_ms_per_step": result.timings_ms_per_step, "step_loop": result.step_loop},
+        "timings": {"timings_ms_per_step": result.timings_ms_per_step, "step_loop": result.step_loop,
+                    "diagnosis_seconds": result.diagnosis_seconds},
         "extra": _extra(result),
     }
     if result.stack is not None:
@@ -285,6 +294,49 @@ def _table(header: Sequence[str], rows: list[Sequence[Any]]) -> list[str]:
     return lines
 
 
+def _cause_lines(verdict: dict[str, Any]) -> list[str]:
+    if not verdict.get("cause"):
+        return []
+    return ["", f"**Cause: `{verdict['cause']}`**", "", *[f"- {line}" for line in verdict.get("evidence", [])]]
+
+
+def _frames_lines(frames: dict[str, Any] | None) -> list[str]:
+    """Recorded | replayed | diff at the compared step nearest the first divergence."""
+    if not frames:
+        return []
+    lines = ["", f"## Frames at the first divergence (step {frames['step']}; diff x{frames['diff_gain']})", ""]
+    for camera, names in frames["images"].items():
+        lines += [f"{camera}:", "", "| recorded | replayed | diff |", "|---|---|---|",
+                  f"| ![recorded]({names['recorded']}) | ![replayed]({names['replayed']}) | ![diff]({names['diff']}) |",
+                  ""]
+    return lines
+
+
+def _diagnosis_lines(extra: dict[str, Any]) -> list[str]:
+    """Re-synced replay, ensemble and contact timeline, when they ran."""
+    lines: list[str] = []
+    diagnosis = extra.get("diagnosis") or {}
+    resync = diagnosis.get("resync")
+    if resync:
+        lines += ["", f"## Re-synced replay (robot reset every {resync['every']} step(s))", "",
+                  *_table(["group", "one-step max", "p95", "limit", "first step over"],
+                          [[g, resync["max"].get(g), resync["p95"].get(g), resync["limits"].get(g),
+                            resync["first_exceeding"].get(g)] for g in resync["limits"]])]
+    ensemble = diagnosis.get("ensemble")
+    if ensemble:
+        lines += ["", "## Sensitivity ensemble", "", f"- {ensemble['reproduction']}",
+                  f"- {ensemble['size']} copies on {ensemble['processes']} process(es) (cost: report.json "
+                  "timings.diagnosis_seconds)", "",
+                  *_table(["series", "largest spread", "at step"],
+                          [[k, v["max"], v["step"]] for k, v in ensemble["spread"].items()])]
+    contacts = extra.get("contacts")
+    if contacts:
+        lines += ["", "## Contacts", "", *_table(["bodies", "first step", "last step", "steps"],
+                                                  [[" - ".join(r["bodies"]), r["first"], r["last"], r["steps"]]
+                                                   for r in contacts])]
+    return lines
+
+
 def _steps_near_divergence(result: ReplayResult, around: int = 3) -> list[str]:
     """The per-step table around the first divergence, for the watched columns."""
     first = result.verdict.first_divergence_step
@@ -334,6 +386,8 @@ def _markdown(report: dict[str, Any], result: ReplayResult, plots: list[tuple[st
         "## Verdict",
         "",
         *([f"- {reason}" for reason in verdict["reasons"]] or ["- no divergence beyond tolerance"]),
+        *_cause_lines(verdict),
+        *_frames_lines(report["extra"].get("divergence_frames")),
         "",
         "## Divergence by group",
         "",
@@ -352,6 +406,7 @@ def _markdown(report: dict[str, Any], result: ReplayResult, plots: list[tuple[st
     for caption, name in plots:
         lines += ["", f"## {caption}", "", f"![{caption}]({name})"]
     lines += _steps_near_divergence(result)
+    lines += _diagnosis_lines(report["extra"])
     lines += ["", "## Versions", "", *_table(["package", "version"], list(report["versions"].items())),
               "", "Per-step metrics: `steps.parquet`.", ""]
     return "\n".join(lines)

@@ -23,6 +23,10 @@ class ReplaySettings:
     mode: str = "images"  # "images" | "state"
     image_stride: int = 1
     tolerances: Tolerances = field(default_factory=Tolerances)
+    # Cause analysis (replay_check.cause): None = automatic on a replay that did not pass, 0 = off.
+    ensemble: int | None = None  # perturbed state-mode copies
+    resync: int | None = None  # re-sync the robot every K steps
+    strict: bool = False  # a marginal episode fails instead of warning
 
     def __post_init__(self) -> None:
         from replay_check.errors import InputError
@@ -60,6 +64,8 @@ class Verdict:
     status: str  # "pass" | "warn" | "fail"
     first_divergence_step: int | None
     reasons: tuple[str, ...]
+    cause: str | None = None  # see replay_check.cause: initial_state | marginal | physics | data | rendering
+    evidence: tuple[str, ...] = ()  # the measurements behind the cause
 
 
 @dataclass
@@ -91,6 +97,11 @@ class ReplayResult:
     artifacts: dict[str, str | None] | None = None
     stack: dict[str, Any] | None = None  # the stack replayed on: name, versions, in_process (stacks.runner)
     stacks: dict[str, Any] | None = None  # a multi-stack comparison (stacks.compare), when one was made
+    # The cause analysis (replay_check.cause) and what it measured; set by the pipeline's conclude hook.
+    contacts: list[dict[str, Any]] | None = None  # contact timeline (replay_check.contacts)
+    diagnosis: dict[str, Any] | None = None  # re-synced replay and ensemble summaries
+    diagnosis_seconds: dict[str, float] = field(default_factory=dict)  # wall time, under report.json timings
+    divergence_frames: dict[str, Any] | None = None  # report.md's frames at the first divergence
 
 
 @dataclass(frozen=True)

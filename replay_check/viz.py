@@ -342,6 +342,7 @@ class RerunSink:
             self._send_objects(dict(zip(self._t, self._timestamps, strict=True)))
             self._send_metrics(result.metrics, t, ts)
         self._log_events(result, dict(zip(self._t, self._timestamps, strict=True)))
+        self._log_contacts(result, dict(zip(self._t, self._timestamps, strict=True)))
         self.rec.flush()
         if not self._live:
             self.close()
@@ -419,6 +420,21 @@ class RerunSink:
         summary = f"verdict {verdict.status.upper()}" + "".join(f"; {r}" for r in verdict.reasons)
         status_level = {"pass": rr.TextLogLevel.INFO, "warn": rr.TextLogLevel.WARN}.get(verdict.status, level)
         self.rec.log("events", rr.TextLog(summary, level=status_level))
+
+
+    def _log_contacts(self, result: ReplayResult, time_of: dict[int, float]) -> None:
+        """Contact starts and ends (report.json extra.contacts) and the verdict's cause, as text events."""
+        for row in result.contacts or []:
+            pair = " - ".join(row["bodies"])
+            for step, what in ((row["first"], "starts"), (row["last"], "ends")):
+                self._at(step, time_of.get(step, step / self.fps))
+                self.rec.log("events/contacts", rr.TextLog(f"step {step}: contact {pair} {what}",
+                                                           level=rr.TextLogLevel.DEBUG))
+        if result.verdict.cause:
+            last = self._t[-1] if self._t else 0
+            self._at(last, time_of.get(last, last / self.fps))
+            evidence = f": {result.verdict.evidence[0]}" if result.verdict.evidence else ""
+            self.rec.log("events", rr.TextLog(f"cause {result.verdict.cause}{evidence}", level=rr.TextLogLevel.WARN))
 
 
 def _column_path(column: str) -> str:

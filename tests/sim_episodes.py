@@ -60,9 +60,10 @@ def sweep_actions(steps: int, seed: int) -> np.ndarray:
 
 
 def aloha_episode(task: str = "transfer_cube", steps: int = 60, seed: int = 0, *, render: bool = False,
-                  env_state: bool = True, objects: dict[str, Pose] | None = None) -> Episode:
+                  env_state: bool = True, objects: dict[str, Pose] | None = None,
+                  size: tuple[int, int] = (480, 640)) -> Episode:
     """Record `steps` rows (state before action t, action t) of a sweep in the joint-space task."""
-    adapter = AlohaAdapter(task, {"top": (480, 640)})
+    adapter = AlohaAdapter(task, {"top": size})
     start = qpos_to_robot_state(np.array(START_ARM_POSE))
     if objects is None:
         rng = np.random.default_rng(1000 + seed)
@@ -84,7 +85,7 @@ def aloha_episode(task: str = "transfer_cube", steps: int = 60, seed: int = 0, *
         "action": Feature("action", "float32", (14,), MOTORS),
     }
     if render:
-        features["observation.images.top"] = Feature("observation.images.top", "video", (480, 640, 3))
+        features["observation.images.top"] = Feature("observation.images.top", "video", (*size, 3))
     meta = DatasetMeta(Path("/memory") / f"aloha_{task}", "v3.0", 50.0, "aloha", 1, steps, features,
                        (TASK_TEXT[task],))
     return Episode(

@@ -124,7 +124,8 @@ def test_markdown_states_verdict_reasons_and_plots(tmp_path):
 def test_a_clean_replay_reports_pass_and_no_divergence_table_rows(tmp_path):
     out = report.write_episode_report(make_result(offset_from=None), tmp_path / "ep", plots=False)
     doc = report.read_report(out)
-    assert doc["verdict"] == {"status": "pass", "first_divergence_step": None, "reasons": []}
+    assert doc["verdict"] == {"status": "pass", "first_divergence_step": None, "reasons": [], "cause": None,
+                              "evidence": []}
     assert "no divergence beyond tolerance" in (out / "report.md").read_text()
 
 

@@ -53,6 +53,8 @@ def replay_options(func: Callable) -> Callable:
             "tolerance_overrides": parse_tolerance_options(kwargs.pop("tolerances")),
             "report_dir": kwargs.pop("report_dir"),
             "env_state_from": kwargs.pop("env_state_from"),
+            "ensemble": kwargs.pop("ensemble"),
+            "resync": kwargs.pop("resync"),
         }
         return func(*args, **kwargs)
 
@@ -67,6 +69,13 @@ def replay_options(func: Callable) -> Callable:
                      help="TOML file of tolerances ([default] and [profiles.<name>] tables)."),
         click.option("--tolerance", "tolerances", multiple=True, metavar="KEY=VALUE",
                      help="Override one tolerance, e.g. --tolerance arm_rad=0.02 (repeatable)."),
+        click.option("--ensemble", type=click.IntRange(min=0), default=None, metavar="N",
+                     help="Replay N perturbed copies in state mode (poses within the initial state's "
+                          "uncertainty, float32 re-rounding) and report how often the outcome holds "
+                          "[default: 8 when a failing replay's cause is still open; 0: never]."),
+        click.option("--resync", type=click.IntRange(min=0), default=None, metavar="K",
+                     help="Re-synced replay: set the robot back to the recording every K steps and record "
+                          "one-step errors [default: K=1 when the replay does not pass; 0: never]."),
         click.option("--report-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("reports"),
                      show_default=True, help="Where report folders are written."),
         click.option("--env-state-from", default=None, metavar="REPO_ID|ROOT",

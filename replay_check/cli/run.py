@@ -37,9 +37,10 @@ from replay_check.pipeline import RerunOptions, RunRequest, run_episode
               help="Processes rendering frames while physics steps ahead [default: one per core for MuJoCo "
                    "families, none on one core]; 0 renders in step order in this process. Results are "
                    "identical either way.")
+@click.option("--strict", is_flag=True, help="A marginal episode fails (default: it warns).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def command(root, repo_id, revision, episode, replay, rrd, no_rerun, spawn, serve, web_port,
-            grpc_port, jpeg_quality, raw_images, video, no_plots, stacks, offline, render_workers, quiet):
+            grpc_port, jpeg_quality, raw_images, video, no_plots, stacks, offline, render_workers, strict, quiet):
     """Replay one recorded episode in its simulator and report where it diverges.
 
     With no --root or --repo-id, replays the sample episode shipped with replay-check (no network).
@@ -68,6 +69,7 @@ def command(root, repo_id, revision, episode, replay, rrd, no_rerun, spawn, serv
                                                  None if raw_images else jpeg_quality),
         video=video,
         plots=not no_plots,
+        strict=strict,
         stack=stacks[0] if len(stacks) == 1 else None,
         offline=offline,
         render_workers=render_workers,
@@ -119,6 +121,8 @@ def _run_stacks(request: RunRequest, names: list[str], quiet: bool) -> None:
             where = parts["first_step"]
             click.echo(f"replay parts from {parts['stack']}'s: " + ("never" if where is None else f"at step {where}"))
     click.echo(f"conclusion: {both.conclusion}")
+    if both.section.get("cause"):
+        click.echo(f"cause: {both.section['cause']}")
     sys.exit(1 if any(o.result.verdict.status == "fail" for o in both.outcomes) else 0)
 
 
@@ -133,6 +137,8 @@ def outcome_lines(outcome) -> list[str]:
         *_summary_lines(result.summary),
         f"verdict: {verdict.status.upper()}" + ("" if first is None else f", first divergence at step {first}"),
     ]
+    if verdict.cause:
+        lines.append(f"cause: {verdict.cause}" + (f": {verdict.evidence[0]}" if verdict.evidence else ""))
     return lines + [f"  - {reason}" for reason in verdict.reasons]
 
 

@@ -79,6 +79,7 @@ class _ContactView:
 
 
 PHYSICS_KEYS = ("timestep", "friction_scale")
+RENDER_KEYS = ("light_scale",)
 
 
 def _apply_physics(model, overrides: dict[str, float]) -> None:
@@ -94,17 +95,30 @@ def _apply_physics(model, overrides: dict[str, float]) -> None:
             raise ProfileError(f"unknown ALOHA physics override {key!r}; known: {', '.join(PHYSICS_KEYS)}")
 
 
+def _apply_render(model, overrides: dict[str, float]) -> None:
+    """SimSpec.render: `light_scale` multiplies every light's diffuse and specular colour."""
+    for key, value in overrides.items():
+        if key == "light_scale":
+            if not value >= 0:
+                raise ProfileError(f"render light_scale must be >= 0, got {value!r}")
+            model.light_diffuse[:] *= float(value)
+            model.light_specular[:] *= float(value)
+        else:
+            raise ProfileError(f"unknown ALOHA render override {key!r}; known: {', '.join(RENDER_KEYS)}")
+
+
 class AlohaAdapter:
     """Joint-space ALOHA task on today's MuJoCo, rendering only the requested cameras."""
 
     def __init__(self, task: str, cameras: dict[str, tuple[int, int]] | None = None,
-                 physics: dict[str, float] | None = None):
+                 physics: dict[str, float] | None = None, render: dict[str, float] | None = None):
         if task not in TASKS:
             raise ProfileError(f"unknown gym-aloha task {task!r}; expected one of {sorted(TASKS)}")
         xml, task_cls, objects = TASKS[task]
         self.task_name = task
         self.physics = engine.Physics.from_xml_path(str(constants.ASSETS_DIR / xml))
         _apply_physics(self.physics.model, dict(physics or {}))
+        _apply_render(self.physics.model, dict(render or {}))
         self.task = task_cls()
         self.object_names = objects
         self.cameras = dict(cameras or {})
@@ -120,7 +134,7 @@ class AlohaAdapter:
 
     @classmethod
     def from_spec(cls, spec: SimSpec) -> AlohaAdapter:
-        return cls(spec.task, dict(spec.cameras), dict(spec.physics))
+        return cls(spec.task, dict(spec.cameras), dict(spec.physics), dict(spec.render))
 
     # -- state ------------------------------------------------------------------------------
     def restore(self, initial: InitialState) -> None:
@@ -166,11 +180,19 @@ class AlohaAdapter:
                               environment_state=self.environment_state(), reward=self.reward(),
                               success=self.success(), unstable=self.unstable())
 
-    def set_robot_state(self, state: np.ndarray) -> None:
+    def set_robot_state(self, state: np.ndarray, *, keep_velocity: bool = False) -> None:
+        """Robot joints to `state`; `keep_velocity` keeps the simulated joint velocities and each
+        gripper's finger asymmetry (a squeezed object pushes the two fingers apart unevenly), as a
+        re-synced replay needs: only what the dataset records is set back."""
         arm = robot_state_to_qpos(state)
         data = self.physics.data
+        if keep_velocity:
+            for finger in (LEFT_FINGER, RIGHT_FINGER):
+                delta = arm[finger] - data.qpos[finger]
+                arm[finger + 1] = data.qpos[finger + 1] - delta
+        else:
+            data.qvel[:ARM_QPOS] = 0.0
         data.qpos[:ARM_QPOS] = arm
-        data.qvel[:ARM_QPOS] = 0.0
         data.ctrl[:] = arm
         self.physics.forward()
         self._reward = None

@@ -16,8 +16,8 @@ trip per call; `step` returns everything a replay step needs in one go). The pro
   estimator needs to know about the scene without rendering (intrinsics/extrinsics, object boxes).
 - `snapshot() -> 1-d float64` of the full simulator state; `render_snapshot(camera, snapshot)` renders
   that state (bit-identical to `render` there) and leaves the current state as it was.
-- `set_robot_state(state)`: move the robot joints to a dataset-layout state (zero joint velocity),
-  objects untouched.
+- `set_robot_state(state, keep_velocity=False)`: move the robot joints to a dataset-layout state
+  (zero joint velocity, or the simulated one with `keep_velocity`), objects untouched.
 - `contacts() -> ((body_a, body_b), ...)` in contact now; `body_poses() -> (names, positions (N, 3),
   wxyz quaternions (N, 4))` with names stable over an episode.
 - `close()`.
@@ -109,7 +109,8 @@ class SimSpec:
     """Everything needed to build an adapter in any process: family, task, camera sizes, physics changes.
 
     `cameras` maps a simulator camera to the (height, width) it renders at. `physics` holds overrides
-    applied after the model loads (e.g. {"timestep": 0.001}; each family says which keys it knows).
+    applied after the model loads (e.g. {"timestep": 0.001}; each family says which keys it knows), and
+    `render` changes that affect only images (e.g. {"light_scale": 0.5}).
     `module` names the module declaring the family, for families registered outside the package.
     """
 
@@ -118,6 +119,7 @@ class SimSpec:
     cameras: dict[str, tuple[int, int]] = field(default_factory=dict)
     physics: dict[str, float] = field(default_factory=dict)
     module: str | None = None
+    render: dict[str, float] = field(default_factory=dict)  # renderer changes, e.g. {"light_scale": 0.5}
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,7 @@ class SimAdapter(Protocol):
 
     def render_snapshot(self, camera: str, snapshot: np.ndarray) -> np.ndarray: ...
 
-    def set_robot_state(self, state: np.ndarray) -> None: ...
+    def set_robot_state(self, state: np.ndarray, *, keep_velocity: bool = False) -> None: ...
 
     def contacts(self) -> tuple[tuple[str, str], ...]: ...
 

@@ -131,10 +131,11 @@ class PushTAdapter:
                               environment_state=self.environment_state(), reward=self.reward(),
                               success=self.success(), unstable=self.unstable())
 
-    def set_robot_state(self, state: np.ndarray) -> None:
+    def set_robot_state(self, state: np.ndarray, *, keep_velocity: bool = False) -> None:
         agent = np.asarray(state, dtype=np.float64).reshape(-1)
         self.env.agent.position = (float(agent[0]), float(agent[1]))
-        self.env.agent.velocity = (0.0, 0.0)
+        if not keep_velocity:
+            self.env.agent.velocity = (0.0, 0.0)
         self.env.space.reindex_shapes_for_body(self.env.agent)
         self._coverage = None
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from replay_check import contacts
 from replay_check.stacks.compare import TrajectorySink, conclusion, first_parting, label, parting_steps
 
 
@@ -74,8 +75,11 @@ def compare_outcomes(names: list[str], outcomes: list[Any], sinks: list[Trajecto
         result = outcome.result
         entry = {"name": name, "label": label(name, result.versions), "versions": result.versions,
                  "status": result.verdict.status, "first_divergence_step": result.verdict.first_divergence_step,
-                 "replayed_success": result.summary.get("replayed_success"), "report": str(outcome.report_dir)}
+                 "replayed_success": result.summary.get("replayed_success"), "report": str(outcome.report_dir),
+                 "cause": result.verdict.cause}
         if entries:
+            entry["contacts"] = contacts.compare(first.contacts or [], result.contacts or [],
+                                                 names[0], name)
             parts = parting_steps(sinks[0], sink, first.profile, first.settings.tolerances, state_names)
             found = first_parting(parts)
             entry["parts_from"] = {"stack": names[0], "groups": parts,
@@ -84,7 +88,16 @@ def compare_outcomes(names: list[str], outcomes: list[Any], sinks: list[Trajecto
                                                found[0] < first_parting(earliest)[0])):
                 earliest = parts
         entries.append(entry)
-    return {"stacks": entries, "conclusion": conclusion(entries, earliest)}
+    return {"stacks": entries, "conclusion": conclusion(entries, earliest), "cause": _stack_cause(entries)}
+
+
+def _stack_cause(entries: list[dict[str, Any]]) -> str | None:
+    """physics, when the episode reproduces on one stack and not on another (e.g. its recording stack)."""
+    passing = [e["label"] for e in entries if e["status"] != "fail"]
+    failing = [e["label"] for e in entries if e["status"] == "fail"]
+    if passing and failing:
+        return f"physics: the replay reproduces on {', '.join(passing)} and fails on {', '.join(failing)}"
+    return None
 
 
 def _add_to_report(path: Path, section: dict[str, Any]) -> None:
