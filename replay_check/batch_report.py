@@ -10,7 +10,7 @@ summary.json (schema_version "1.0"):
     metrics     {<key>: {count, min, median, p90, max}} over the episodes that have the value
     episodes    [{episode, status, first_divergence_step, length, reasons, message, metrics {...},
                   report (relative path of report.md or error.json), resumed, elapsed_s}], worst first
-    run         {workers, ran, resumed, interrupted, wall_s, finished_at}  (differs between re-runs)
+    run         {executor, workers, ran, resumed, interrupted, wall_s, finished_at}  (differs between re-runs)
 
 Every file is written to a temporary sibling and moved into place with os.replace.
 """
