@@ -245,7 +245,11 @@ def test_view_runs_the_rerun_cli_on_the_file(view_command, tmp_path, monkeypatch
     result = CliRunner().invoke(view_command, [str(tmp_path / "rec.rrd"), "--web", "--web-port", "9191"])
     assert result.exit_code == 0, result.output
     rrd = str(tmp_path / "rec.rrd")
-    assert calls[0][1:] == ["-m", "rerun_cli", rrd, "--web-viewer", "--web-viewer-port", "9191"]
+    assert calls[0][1:] == ["-m", "rerun_cli", rrd, "--serve-web", "--bind", "127.0.0.1",
+                            "--web-viewer-port", "9191", "--port", "9876"]
+    assert "http://127.0.0.1:9191" in result.output
+    result = CliRunner().invoke(view_command, [rrd, "--web", "--bind", "0.0.0.0", "--grpc-port", "9877"])
+    assert calls[1][-6:] == ["--bind", "0.0.0.0", "--web-viewer-port", "9090", "--port", "9877"]
     monkeypatch.setattr("sys.platform", "linux")
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
@@ -274,3 +278,52 @@ def test_recorded_frames_reference_the_datasets_own_video_instead_of_jpeg(tmp_pa
     stamps = [v[0] for v in column(recorded, "VideoFrameReference:timestamp")]
     assert stamps == [int(round((skip + t) * 1e9 / 50)) for t in (0, 2, 4)]
     assert column(chunks[f"/replayed/{CAM}"], "EncodedImage:blob")  # replayed frames stay images
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """Local addresses with a TCP socket listening on `port` (from /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads listening sockets from /proc")
+def test_view_web_serves_on_localhost_only(tmp_path):
+    """The real rerun CLI, as `view --web` starts it, listens on 127.0.0.1 and nowhere else."""
+    import subprocess
+    import time
+
+    from replay_check.cli.view import viewer_argv
+
+    sink = make_sink(tmp_path)
+    sink.finish(make_result(1, {}, "pass"))
+    web, grpc = _free_port(), _free_port()
+    proc = subprocess.Popen(viewer_argv(tmp_path / "rec.rrd", web=True, web_port=web, grpc_port=grpc),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not _listening_addresses(web) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        addresses = _listening_addresses(web) | _listening_addresses(grpc)
+        assert addresses, "the web viewer never listened"
+        assert addresses == {"0100007F"}  # 127.0.0.1 in /proc's little-endian hex
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

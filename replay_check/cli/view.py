@@ -12,12 +12,29 @@ import click
 RRD_MAGIC = b"RRF"  # every .rrd starts with RRF2 (older files RRF0/RRF1)
 
 
-def viewer_argv(path: Path, *, web: bool, web_port: int | None) -> list[str]:
-    """The rerun CLI of this environment (the one matching the installed rerun-sdk) opening `path`."""
+LOCALHOST = "127.0.0.1"
+WEB_PORT_DEFAULT = 9090
+GRPC_PORT_DEFAULT = 9876
+
+
+def viewer_argv(path: Path, *, web: bool, web_port: int | None, grpc_port: int | None = None,
+                bind: str = LOCALHOST) -> list[str]:
+    """The rerun CLI of this environment (the one matching the installed rerun-sdk) opening `path`.
+
+    The web viewer is served with `--serve-web` (no browser is opened) and binds `bind`: this machine only
+    unless the user asks for more, since anyone reaching the port sees the recording.
+    """
     argv = [sys.executable, "-m", "rerun_cli", str(path)]
     if web:
-        argv += ["--web-viewer"] + ([] if web_port is None else ["--web-viewer-port", str(web_port)])
+        argv += ["--serve-web", "--bind", bind, "--web-viewer-port", str(web_port or WEB_PORT_DEFAULT),
+                 "--port", str(grpc_port or GRPC_PORT_DEFAULT)]
     return argv
+
+
+def web_url(bind: str, web_port: int | None) -> str:
+    host = LOCALHOST if bind in ("0.0.0.0", "::", "") else bind
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{web_port or WEB_PORT_DEFAULT}"
 
 
 def _check_rrd(path: Path) -> None:
@@ -40,7 +57,11 @@ def _has_display() -> bool:
 @click.option("--web", is_flag=True, help="Serve a web viewer over HTTP instead of opening a window.")
 @click.option("--web-port", type=click.IntRange(1, 65535), default=None,
               help="Port of the web viewer (with --web) [default: 9090].")
-def command(path: Path, web: bool, web_port: int | None) -> None:
+@click.option("--grpc-port", type=click.IntRange(1, 65535), default=None,
+              help="Port of the data server behind the web viewer (with --web) [default: 9876].")
+@click.option("--bind", default=LOCALHOST, show_default=True,
+              help="Address the web viewer listens on (with --web); 0.0.0.0 exposes it to the network.")
+def command(path: Path, web: bool, web_port: int | None, grpc_port: int | None, bind: str) -> None:
     """Open a Rerun recording written by `replay-check run` in the Rerun viewer.
 
     Without a display (ssh, containers) use --web and open the printed address in a browser.
@@ -49,12 +70,15 @@ def command(path: Path, web: bool, web_port: int | None) -> None:
     Examples:
       replay-check view reports/aloha_sim_insertion_human/episode_000000/recording.rrd
       replay-check view recording.rrd --web --web-port 9090
+      replay-check view recording.rrd --web --bind 0.0.0.0    # reachable from other machines
     """
     _check_rrd(path)
     if not web and not _has_display():
         raise click.ClickException("no display (DISPLAY, WAYLAND_DISPLAY unset); use --web for a browser")
+    if web:
+        click.echo(f"serving {path} at {web_url(bind, web_port)} (Ctrl-C stops)")
     try:
-        code = subprocess.call(viewer_argv(path, web=web, web_port=web_port))
+        code = subprocess.call(viewer_argv(path, web=web, web_port=web_port, grpc_port=grpc_port, bind=bind))
     except KeyboardInterrupt:
         code = 0
     except OSError as exc:
