@@ -44,6 +44,7 @@ class RerunOptions:
     web_port: int | None = None
     grpc_port: int | None = None
     jpeg_quality: int | None = 75
+    scene: bool = True  # the simulator's 3-D (or planar) scene, where the family declares one
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,11 @@ def _sinks(request: RunRequest, episode: Episode, config: ReplayConfig, rrd_tmp:
         if make_overlay is not None and cameras:
             source = episode.cameras[cameras[0]]
             overlay = make_overlay(source.height, source.width)
+        scene = None
+        make_scene = family_of(profile).scene
+        if opts.scene and make_scene is not None:
+            scene = make_scene(profile.task, tuple(profile.objects),
+                               {key: profile.cameras[key] for key in cameras if key in profile.cameras})
         rerun_sink = RerunSink(
             recording_name=f"{episode.meta.name} episode {episode.index}",
             rrd_path=rrd_tmp,
@@ -162,6 +168,7 @@ def _sinks(request: RunRequest, episode: Episode, config: ReplayConfig, rrd_tmp:
             fps=episode.fps,
             overlay=overlay,
             recorded_videos=recorded_videos(episode, cameras) if opts.jpeg_quality is not None else None,
+            scene=scene,
         )
         sinks.append(rerun_sink)
     if request.video is not None:
@@ -260,6 +267,7 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
         fd, name = tempfile.mkstemp(prefix=".recording-", suffix=".rrd.tmp", dir=tmp_dir)
         os.close(fd)
         rrd_tmp = Path(name)
+        os.chmod(rrd_tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the recording is an output like the others
     sinks: list[Sink] = []
     rerun_sink = None
     frames_dir: Path | None = None
@@ -316,6 +324,12 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
         viewer_url=getattr(rerun_sink, "url", None),
         viewer=rerun_sink if request.rerun and (request.rerun.spawn or request.rerun.serve) else None,
     )
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _replace(tmp: Path, final: Path, what: str) -> None:

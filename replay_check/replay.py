@@ -95,6 +95,12 @@ def _planar_angles(poses: dict[str, Pose | None] | None) -> dict[str, float] | N
     return {name: pose.yaw for name, pose in poses.items() if pose is not None}
 
 
+def _quaternions(poses: dict[str, Pose | None] | None) -> dict[str, np.ndarray] | None:
+    if poses is None:
+        return None
+    return {name: pose.quaternion for name, pose in poses.items() if pose is not None}
+
+
 def _positions(poses: dict[str, Pose | None] | None) -> dict[str, np.ndarray] | None:
     if poses is None:
         return None
@@ -207,6 +213,7 @@ class _Stepped:
     sim: SimObservation
     keys: list[str]  # dataset cameras compared at this step
     frames: dict[str, np.ndarray] | None  # rendered in process (serial); None: the workers have them
+    bodies: tuple[tuple[str, ...], np.ndarray, np.ndarray] | None = None  # body_poses(), for sinks asking
 
 
 def _loop_usage(workers: RenderWorkers | None) -> tuple[float | None, dict[str, float | None]]:
@@ -242,6 +249,7 @@ def _run_steps(
     pending: deque[_Stepped] = deque()
     wall0, own0, (cpu0, _) = time.perf_counter(), time.process_time(), _loop_usage(workers)
     final: dict[str, float] = {}
+    want_bodies = any(getattr(sink, "wants_body_poses", False) for sink in sinks)
     for t in range(length):
         tick = time.perf_counter()
         action = None
@@ -261,7 +269,8 @@ def _run_steps(
         elif keys:
             workers.submit(t, adapter.snapshot(), [profile.cameras[key] for key in keys])
             timer.add("submit", tick)
-        pending.append(_Stepped(t, action, sim, keys, frames))
+        bodies = adapter.body_poses() if want_bodies else None  # read now: physics may run ahead
+        pending.append(_Stepped(t, action, sim, keys, frames, bodies))
         while len(pending) > depth:
             compare.step(pending.popleft(), workers)
         if sim.unstable:
@@ -410,6 +419,9 @@ class _Comparer:
             recorded_reward=None if episode.reward is None or t == 0 else float(episode.reward[t - 1]),
             recorded_success=None if episode.success is None or t == 0 else bool(episode.success[t - 1]),
             unstable=sim.unstable,
+            recorded_object_quaternions=_quaternions(recorded_poses) if episode.environment_state is not None
+            else None,
+            body_poses=stepped.bodies,
         )
         row = metrics.step_metrics(step, state_names=self.state_names, groups=profile.state_groups,
                                    cameras=self.cameras)

@@ -131,8 +131,10 @@ class MujocoScene:
     the family's knowledge of the dataset layout. Nothing here renders.
     """
 
-    def __init__(self, model: mujoco.MjModel, qpos_of: QposMap, *, mesh_cell: float = MESH_CELL_M):
+    def __init__(self, model: mujoco.MjModel, qpos_of: QposMap, *, mesh_cell: float = MESH_CELL_M,
+                 object_bodies: Mapping[str, str] | None = None):
         self.model = model
+        self.object_body_names = dict(object_bodies or {})  # task object name -> its body's name
         self.data = mujoco.MjData(model)
         self.qpos_of = qpos_of
         self.mesh_cell = mesh_cell
@@ -257,3 +259,100 @@ def log_camera(rec: rr.RecordingStream, path: str, *, fovy_deg: float, width: in
     else:
         rec.send_columns(path, indexes=indexes, columns=rr.Transform3D.columns(translation=positions,
                                                                                quaternion=xyzw))
+
+
+class SceneRecorder:
+    """One replay's 3-D scene in a RerunSink: geometry at the end with the poses buffered on the way.
+
+    Replayed bodies come from the adapter's body_poses() carried by each StepRecord; the ghost is this
+    scene's own forward kinematics of the recorded state. Recorded objects join the ghost where the
+    dataset has their pose (environment_state: position and orientation) or the meter measured it
+    (position only: the orientation is then the simulator's). Steps without a recorded pose keep the
+    last one. Dataset cameras (key -> simulator camera) become pinhole frusta at recorded/<key>, where
+    the recorded image is logged, so the 3-D view shows each frame in its frustum.
+    """
+
+    wants_body_poses = True
+
+    def __init__(self, scene: MujocoScene, cameras: Mapping[str, str]):
+        self.scene = scene
+        self.cameras = dict(cameras)
+        self._sizes: dict[str, tuple[int, int]] = {}
+        self._names: tuple[str, ...] | None = None
+        self._positions: list[np.ndarray] = []
+        self._quaternions: list[np.ndarray] = []
+        self._states: list[np.ndarray] = []
+        self._objects: list[dict[str, np.ndarray] | None] = []
+        self._object_quats: list[dict[str, np.ndarray] | None] = []
+
+    def views(self) -> list:
+        import rerun.blueprint as rrb
+
+        contents = ["+ /scene/**", *[f"+ /recorded/{part(key)}" for key in self.cameras]]
+        return [rrb.Spatial3DView(name="3-D: replayed, recorded ghost (blue)", origin="/", contents=contents)]
+
+    def on_step(self, step) -> None:
+        if step.body_poses is None:
+            return
+        names, positions, quaternions = step.body_poses
+        self._names = self._names or tuple(names)
+        self._positions.append(np.asarray(positions, dtype=np.float64))
+        self._quaternions.append(np.asarray(quaternions, dtype=np.float64))
+        self._states.append(np.asarray(step.recorded_state, dtype=np.float64))
+        self._objects.append(step.recorded_objects)
+        self._object_quats.append(step.recorded_object_quaternions)
+        for key, frame in step.recorded_frames.items():
+            if key in self.cameras and key not in self._sizes:
+                self._sizes[key] = (int(frame.shape[0]), int(frame.shape[1]))
+
+    def finish(self, rec: rr.RecordingStream, indexes: list) -> None:
+        """Log the geometry (static) and every buffered pose; `indexes` are the steps' time columns."""
+        if self._names is None:
+            return
+        replayed = self.scene.select(self._names, np.stack(self._positions), np.stack(self._quaternions))
+        objects, have_objects = self._recorded_objects(replayed)
+        self.scene.log_geometry(rec, ghost_objects=have_objects)
+        send_poses(rec, "scene/replayed", replayed, indexes)
+        ghost, cams = self.scene.ghost(np.stack(self._states), objects,
+                                       [self.cameras[k] for k in self._sizes])
+        if not have_objects:
+            keep = [i for i, b in enumerate(self.scene.moving) if b not in self.scene.object_bodies]
+            ghost = PoseColumns(tuple(ghost.names[i] for i in keep), ghost.positions[:, keep],
+                                ghost.quaternions[:, keep])
+        send_poses(rec, "scene/recorded", ghost, indexes)
+        for key, (height, width) in self._sizes.items():
+            camera = self.cameras[key]
+            cid = mujoco.mj_name2id(self.scene.model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
+            if cid < 0:
+                continue
+            positions, xyzw = cams[camera]
+            log_camera(rec, f"recorded/{part(key)}", fovy_deg=float(self.scene.model.cam_fovy[cid]), width=width,
+                       height=height, positions=positions, xyzw=xyzw, indexes=indexes)
+
+    def _recorded_objects(self, replayed: PoseColumns):
+        """Per step {object body name: (position, wxyz)} for the ghost, holding the last recorded pose."""
+        seen = [o for o in self._objects if o]
+        if not self.scene.object_bodies or not seen:
+            return [None] * len(self._objects), False
+        column = {name: i for i, name in enumerate(replayed.names)}
+        last: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        first = {name: np.asarray(p, dtype=np.float64) for name, p in seen[0].items() if p is not None}
+        out = []
+        for t, (positions, quats) in enumerate(zip(self._objects, self._object_quats, strict=True)):
+            step: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+            for name in sorted(set(first) | set(positions or {})):
+                position = (positions or {}).get(name)
+                if position is None:
+                    step[name] = last.get(name) or (first[name], self._body_quat(replayed, column, name, t))
+                    continue
+                quat = (quats or {}).get(name)
+                if quat is None:  # measured: position only
+                    quat = self._body_quat(replayed, column, name, t)
+                step[name] = (np.asarray(position, dtype=np.float64), np.asarray(quat, dtype=np.float64))
+                last[name] = step[name]
+            out.append(step)
+        return out, True
+
+    def _body_quat(self, replayed: PoseColumns, column: dict[str, int], name: str, t: int) -> np.ndarray:
+        i = column.get(self.scene.object_body_names.get(name, name))
+        return np.array([1.0, 0, 0, 0]) if i is None else replayed.quaternions[t, i]

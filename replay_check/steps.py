@@ -57,6 +57,10 @@ class StepRecord:
     recorded_reward: float | None = None
     recorded_success: bool | None = None
     unstable: str | None = None
+    # wxyz per object where the dataset records orientation (environment_state); None when measured/unknown
+    recorded_object_quaternions: dict[str, np.ndarray] | None = None
+    # (names, positions (N, 3), wxyz (N, 4)) of the simulator's bodies, when a sink asked for them (3-D scene)
+    body_poses: tuple[tuple[str, ...], np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)

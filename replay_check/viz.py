@@ -105,8 +105,10 @@ def build_blueprint(
     objects: Sequence[str],
     *,
     joint_groups: Mapping[str, Sequence[str]] | None = None,
+    scene_views: Sequence[rrb.View] = (),
 ) -> rrb.Blueprint:
-    """The default layout: a recorded | replayed | diff row per camera above tabs of curves and events.
+    """The default layout: a recorded | replayed | diff row per camera (and the scene beside them) above
+    tabs of curves and events.
 
     `joint_groups` (group -> joint names) splits the joint trajectories into one plot per group.
     """
@@ -119,10 +121,16 @@ def build_blueprint(
         rrb.TextLogView(name="events", origin="/events"),
         column_shares=[3, 3, 3, 2],
     )
-    if not cameras:
+    if not cameras and not scene_views:
         return rrb.Blueprint(curves, collapse_panels=True)
-    images = rrb.Vertical(*[_camera_row(c) for c in cameras], name="images")
-    return rrb.Blueprint(rrb.Vertical(images, curves, row_shares=[3, 2]), collapse_panels=True)
+    top: rrb.Container | rrb.View
+    if cameras:
+        top = rrb.Vertical(*[_camera_row(c) for c in cameras], name="images")
+        if scene_views:
+            top = rrb.Horizontal(top, *scene_views, column_shares=[3, *[1.2] * len(scene_views)])
+    else:
+        top = scene_views[0] if len(scene_views) == 1 else rrb.Horizontal(*scene_views)
+    return rrb.Blueprint(rrb.Vertical(top, curves, row_shares=[3, 2]), collapse_panels=True)
 
 
 def diff_for_view(recorded: np.ndarray, replayed: np.ndarray) -> np.ndarray:
@@ -168,6 +176,7 @@ class RerunSink:
         projector: Projector | None = None,
         overlay: Overlay | None = None,
         recorded_videos: Mapping[str, tuple[bytes, int]] | None = None,
+        scene=None,
     ) -> None:
         if not (rrd_path or spawn or serve):
             raise ConfigError("RerunSink was given no output; expected rrd_path, spawn or serve")
@@ -182,6 +191,8 @@ class RerunSink:
         self.jpeg_quality = jpeg_quality
         self.projector = projector
         self.overlay = overlay
+        self.scene = scene  # a scene recorder (replay_check.scene3d) or None
+        self.wants_body_poses = bool(getattr(scene, "wants_body_poses", False))
         self._url: str | None = None
         self._live = spawn or serve
         self._closed = False
@@ -191,7 +202,8 @@ class RerunSink:
         self._replayed_state: list[np.ndarray] = []
         self._objects: dict[tuple[str, str], list[tuple[int, np.ndarray]]] = {}
         joint_groups = {g: self.state_names[a:b] for g, (a, b) in groups.items()}
-        self.blueprint = build_blueprint(self.cameras, list(groups), self.objects, joint_groups=joint_groups)
+        self.blueprint = build_blueprint(self.cameras, list(groups), self.objects, joint_groups=joint_groups,
+                                         scene_views=scene.views() if scene is not None else ())
         self.rec = rr.RecordingStream(application_id)
         sinks = self._sinks(rrd_path, spawn, serve, web_port, grpc_port)
         self.rec.set_sinks(*sinks, default_blueprint=self.blueprint)
@@ -264,6 +276,8 @@ class RerunSink:
         self._recorded_state.append(np.asarray(step.recorded_state, dtype=np.float64).reshape(-1))
         self._replayed_state.append(np.asarray(step.replayed_state, dtype=np.float64).reshape(-1))
         self._keep_objects(step)
+        if self.scene is not None:
+            self.scene.on_step(step)
         if step.unstable:
             self._at(step.t, step.timestamp)
             self.rec.log("events", rr.TextLog(f"step {step.t}: simulation unstable: {step.unstable}",
@@ -341,6 +355,8 @@ class RerunSink:
             self._send_joints(t, ts)
             self._send_objects(dict(zip(self._t, self._timestamps, strict=True)))
             self._send_metrics(result.metrics, t, ts)
+            if self.scene is not None:
+                self.scene.finish(self.rec, self._indexes(t, ts))
         self._log_events(result, dict(zip(self._t, self._timestamps, strict=True)))
         self._log_contacts(result, dict(zip(self._t, self._timestamps, strict=True)))
         self.rec.flush()
@@ -368,12 +384,12 @@ class RerunSink:
         finally:
             self.close()
 
+    @staticmethod
+    def _indexes(t: np.ndarray, ts: np.ndarray) -> list[rr.TimeColumn]:
+        return [rr.TimeColumn("frame_index", sequence=t), rr.TimeColumn("timestamp", duration=ts)]
+
     def _send(self, path: str, t: np.ndarray, ts: np.ndarray, values: np.ndarray) -> None:
-        self.rec.send_columns(
-            path,
-            indexes=[rr.TimeColumn("frame_index", sequence=t), rr.TimeColumn("timestamp", duration=ts)],
-            columns=rr.Scalars.columns(scalars=values),
-        )
+        self.rec.send_columns(path, indexes=self._indexes(t, ts), columns=rr.Scalars.columns(scalars=values))
 
     def _send_joints(self, t: np.ndarray, ts: np.ndarray) -> None:
         for source, rows in (("recorded", self._recorded_state), ("replayed", self._replayed_state)):

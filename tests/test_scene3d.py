@@ -158,3 +158,83 @@ def test_decimation_keeps_the_shape_and_drops_collapsed_triangles():
     assert len(v) < len(vertices) / 3 and 0 < len(f) < len(faces) / 3
     assert np.all(f[:, 0] != f[:, 1]) and np.all(f[:, 1] != f[:, 2]) and np.all(f[:, 0] != f[:, 2])
     assert np.ptp(v[:, 0]) > 0.08
+
+
+# ---- a real ALOHA replay through RerunSink, read back from the .rrd ------------------------------------------
+
+ALOHA_STEPS = 24
+
+
+@pytest.fixture(scope="module")
+def aloha_rrd(tmp_path_factory):
+    """A short transfer-cube replay (images, environment_state) recorded with the 3-D scene."""
+    from replay_check.families import family
+    from replay_check.profiles import available_profiles
+    from replay_check.replay import replay_episode
+    from replay_check.steps import ReplaySettings
+    from replay_check.viz import RerunSink
+    from tests.sim_episodes import aloha_episode
+
+    profile = available_profiles()["aloha-transfer-cube"]
+    episode = aloha_episode("transfer_cube", steps=ALOHA_STEPS, seed=3, render=True)
+    path = tmp_path_factory.mktemp("aloha_scene") / "recording.rrd"
+    cameras = {key: profile.cameras[key] for key in episode.cameras}
+    sink = RerunSink(recording_name="scene test", rrd_path=path, cameras=list(episode.cameras),
+                     state_names=list(episode.state_names or []), groups=profile.state_groups,
+                     objects=list(profile.objects), fps=episode.fps,
+                     scene=family("aloha").scene(profile.task, tuple(profile.objects), cameras))
+    replay_episode(episode, profile, ReplaySettings(mode="images", image_stride=4, tolerances=profile.tolerances),
+                   sinks=[sink])
+    return path, episode
+
+
+@pytest.mark.slow
+def test_aloha_meshes_are_logged_once_and_bodies_posed_every_step(aloha_rrd):
+    path, _ = aloha_rrd
+    chunks = chunks_by_entity(path)
+    meshes = [e for e, cs in chunks.items() if any(n.startswith("Mesh3D:") for c in cs
+                                                    for n in c.to_record_batch().schema.names)]
+    assert len(meshes) > 20  # the two arms' links, replayed and ghost, plus the world-fixed bases and table
+    for entity in meshes:
+        assert len(chunks[entity]) == 1 and chunks[entity][0].is_static and chunks[entity][0].num_rows == 1
+    bodies = [e for e, cs in chunks.items() if e.startswith(("/scene/replayed/", "/scene/recorded/"))
+              and any(not c.is_static for c in cs)]
+    assert {e.split("/", 3)[3] for e in bodies} >= {"box", r"vx300s_left\/gripper_link"}
+    assert len(bodies) == 2 * 17  # 8 moving links per arm and the cube, replayed and ghost
+    for entity in bodies:
+        assert values(chunks[entity], "frame_index") == list(range(ALOHA_STEPS)), entity
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("t", [0, 11, ALOHA_STEPS - 1])
+def test_aloha_ghost_is_forward_kinematics_of_the_recorded_joints(aloha_rrd, t):
+    from replay_check.sims.aloha import load_model, robot_state_to_qpos
+
+    path, episode = aloha_rrd
+    model = load_model("transfer_cube")
+    data = mujoco.MjData(model)
+    data.qpos[:16] = robot_state_to_qpos(episode.state[t])
+    data.qpos[16:23] = episode.environment_state[t]
+    mujoco.mj_kinematics(model, data)
+    chunks = chunks_by_entity(path)
+    checked = 0
+    for b in range(1, model.nbody):
+        entity = f"/scene/recorded/{rr.escape_entity_path_part(model.body(b).name)}"
+        if entity not in chunks:
+            continue
+        translation = np.asarray(values(chunks[entity], "Transform3D:translation")[t]).ravel()
+        xyzw = np.asarray(values(chunks[entity], "Transform3D:quaternion")[t]).ravel()
+        np.testing.assert_allclose(translation, data.xpos[b], atol=1e-6, err_msg=entity)
+        wxyz = np.concatenate([xyzw[3:], xyzw[:3]])
+        assert min(np.abs(wxyz - data.xquat[b]).max(), np.abs(wxyz + data.xquat[b]).max()) < 1e-6, entity
+        checked += 1
+    assert checked >= 17  # 8 moving links per arm and the cube
+
+
+@pytest.mark.slow
+def test_aloha_camera_frustum_holds_the_recorded_image(aloha_rrd):
+    path, _ = aloha_rrd
+    chunks = chunks_by_entity(path)["/recorded/observation.images.top"]
+    assert values(chunks, "Pinhole:resolution") == [[[640.0, 480.0]]]
+    assert values(chunks, "Transform3D:translation")  # placed where the model's `top` camera is
+    assert any(n.startswith(("EncodedImage:", "Image:")) for c in chunks for n in c.to_record_batch().schema.names)

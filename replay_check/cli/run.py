@@ -19,6 +19,7 @@ from replay_check.pipeline import RerunOptions, RunRequest, run_episode
 @click.option("--rrd", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Where to save the Rerun recording [default: <report folder>/recording.rrd].")
 @click.option("--no-rerun", is_flag=True, help="Do not build a Rerun recording.")
+@click.option("--no-scene", is_flag=True, help="Leave the simulator's 3-D scene out of the Rerun recording.")
 @click.option("--spawn", is_flag=True, help="Open the Rerun viewer while replaying.")
 @click.option("--serve", is_flag=True, help="Serve the recording to a web viewer and print its URL.")
 @click.option("--web-port", type=int, default=None, help="Port of the web viewer (with --serve).")
@@ -39,7 +40,7 @@ from replay_check.pipeline import RerunOptions, RunRequest, run_episode
                    "identical either way.")
 @click.option("--strict", is_flag=True, help="A marginal episode fails (default: it warns).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def command(root, repo_id, revision, episode, replay, rrd, no_rerun, spawn, serve, web_port,
+def command(root, repo_id, revision, episode, replay, rrd, no_rerun, no_scene, spawn, serve, web_port,
             grpc_port, jpeg_quality, raw_images, video, no_plots, stacks, offline, render_workers, strict, quiet):
     """Replay one recorded episode in its simulator and report where it diverges.
 
@@ -57,7 +58,8 @@ def command(root, repo_id, revision, episode, replay, rrd, no_rerun, spawn, serv
     check_dataset_options(root, repo_id, revision)
     check_flag_needs({"--web-port": web_port, "--grpc-port": grpc_port}, "--serve", serve)
     if no_rerun:
-        check_flag_needs({"--spawn": spawn, "--serve": serve, "--rrd": rrd, "--raw-images": raw_images},
+        check_flag_needs({"--spawn": spawn, "--serve": serve, "--rrd": rrd, "--raw-images": raw_images,
+                          "--no-scene": no_scene},
                          "a Rerun recording (it conflicts with --no-rerun)", False)
     request = RunRequest(
         root=root,
@@ -66,7 +68,7 @@ def command(root, repo_id, revision, episode, replay, rrd, no_rerun, spawn, serv
         episode=episode,
         **replay,
         rerun=None if no_rerun else RerunOptions(rrd, spawn, serve, web_port, grpc_port,
-                                                 None if raw_images else jpeg_quality),
+                                                 None if raw_images else jpeg_quality, scene=not no_scene),
         video=video,
         plots=not no_plots,
         strict=strict,

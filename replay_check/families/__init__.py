@@ -49,6 +49,8 @@ class Family:
     - `object_units` ("m" | "px") and `planar` (objects have a planar angle worth comparing).
     - `recorded_success(reward, success, declared)`: the recording's success from its columns.
     - `overlay(height, width)`: a Rerun 2-D overlay factory for camera images (None: no overlay).
+    - `scene(task, object_names, cameras)`: the Rerun scene recorder of a replay (replay_check.scene3d;
+      `cameras` maps dataset camera keys to simulator cameras); None: no scene.
     - `record_envs`: `record --env` name -> zero-argument factory of a `replay_check.policies.EnvSpec`.
     - `physics_keys`: the SimSpec.physics overrides the adapter understands.
     - `render_workers`: whether image mode renders in worker processes by default (a frame that costs
@@ -67,6 +69,7 @@ class Family:
         default_recorded_success
     )
     overlay: Callable[[int, int], Callable[..., Any]] | None = None
+    scene: Callable[..., Any] | None = None
     record_envs: Mapping[str, Callable[[], Any]] = field(default_factory=dict)
     physics_keys: tuple[str, ...] = ()
     render_workers: bool = True

@@ -59,6 +59,33 @@ def meter(adapter, camera: str, height: int, width: int, profile) -> ObjectMeasu
     return measure
 
 
+def scene(task: str, object_names: tuple[str, ...], cameras: dict[str, str]):
+    """The 3-D scene recorder: gym-aloha's model read by MuJoCo in this process (geometry and kinematics only)."""
+    from replay_check.scene3d import MujocoScene, SceneRecorder
+    from replay_check.sims.aloha import ARM_QPOS, load_model, robot_state_to_qpos
+
+    model = load_model(task)
+    bodies = {}
+    for i, name in enumerate(object_names):
+        joint = [j for j in range(model.njnt) if model.jnt_qposadr[j] == ARM_QPOS + 7 * i and model.jnt_type[j] == 0]
+        if joint:
+            bodies[name] = model.body(int(model.jnt_bodyid[joint[0]])).name
+
+    def qpos_of(state: np.ndarray, objects) -> np.ndarray:
+        """14-d recorded state -> arm and finger qpos; recorded object poses -> their free joints."""
+        qpos = model.qpos0.copy()
+        qpos[:ARM_QPOS] = robot_state_to_qpos(state)
+        for i, name in enumerate(object_names):
+            if objects and name in objects:
+                position, quaternion = objects[name]
+                start = ARM_QPOS + 7 * i
+                qpos[start : start + 3] = position
+                qpos[start + 3 : start + 7] = quaternion
+        return qpos
+
+    return SceneRecorder(MujocoScene(model, qpos_of, object_bodies=bodies), cameras)
+
+
 def _env(name: str, task: str, objects: tuple[str, ...], sim_task: str) -> EnvSpec:
     def rollout(seed: int, steps: int, render: bool) -> Iterator[RecordedFrame]:
         from replay_check.policies.aloha import rollout_aloha
@@ -94,6 +121,7 @@ FAMILY = register(Family(
     estimate=estimate,
     meter=meter,
     meter_symmetric=True,
+    scene=scene,
     record_envs={
         "aloha-insertion": lambda: _env("aloha-insertion", "Insert the peg into the socket.", ("peg", "socket"),
                                         "insertion"),

@@ -30,6 +30,13 @@ LEFT_FINGER, RIGHT_FINGER = 6, 14  # qpos index of each side's first finger join
 LEFT_GRIPPER, RIGHT_GRIPPER = 6, 13  # index of each side's gripper in the 14-d dataset layout
 
 
+def load_model(task: str) -> mujoco.MjModel:
+    """The task's MjModel alone (no Physics, no renderer), for geometry and kinematics elsewhere."""
+    if task not in TASKS:
+        raise ProfileError(f"unknown gym-aloha task {task!r}; expected one of {sorted(TASKS)}")
+    return mujoco.MjModel.from_xml_path(str(constants.ASSETS_DIR / TASKS[task][0]))
+
+
 def gripper_to_finger(normalized: float) -> float:
     """Dataset gripper value (0 closed, 1 open) -> finger joint position (m)."""
     return float(constants.unnormalize_puppet_gripper_position(normalized))
