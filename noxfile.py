@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -62,3 +63,23 @@ def _record(session: nox.Session, env: str, out: Path, steps: str) -> None:
     """Two short scripted episodes of `env` written by `replay-check record`."""
     session.run("replay-check", "record", "--env", env, "--episodes", "2", "--steps", steps, "--out", str(out),
                 "--quiet")
+
+
+@nox.session(default=False)
+def browser(session: nox.Session) -> None:
+    """Open a fresh recording in Rerun's web viewer in headless Chromium; screenshots kept in its report folder.
+
+    `-- path/to/recording.rrd` checks that recording instead of replaying the embedded sample.
+    """
+    if not any(shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")):
+        session.error("chromium not found; install it with `sudo apt-get install -y chromium` (Debian/Ubuntu)")
+    session.install(".")
+    if session.posargs:
+        rrd = Path(session.posargs[0]).resolve()
+        out = rrd.parent / "screenshots"
+    else:
+        reports = ROOT / "reports" / "browser" / datetime.date.today().isoformat()
+        session.run("replay-check", "run", "--report-dir", str(reports), "--quiet", success_codes=[0, 1])
+        rrd = max(reports.glob("*/episode_*/recording.rrd"), key=lambda p: p.stat().st_mtime)
+        out = rrd.parent / "screenshots"
+    session.run("python", str(ROOT / "scripts" / "browser_check.py"), str(rrd), "--out", str(out))

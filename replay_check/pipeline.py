@@ -169,6 +169,9 @@ def _sinks(request: RunRequest, episode: Episode, config: ReplayConfig, rrd_tmp:
             overlay=overlay,
             recorded_videos=recorded_videos(episode, cameras) if opts.jpeg_quality is not None else None,
             scene=scene,
+            state_kinds=profile.state_kinds,
+            object_units=family_of(profile).object_units,
+            planar=family_of(profile).planar,
         )
         sinks.append(rerun_sink)
     if request.video is not None:

@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from replay_check import gaps
 from replay_check.divergence import Check, checks_for
 from replay_check.errors import InputError
 from replay_check.metric_table import columns_for
@@ -183,8 +184,9 @@ def _write_parquet(columns: dict[str, np.ndarray], length: int, path: Path) -> N
 
 
 def _series(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Measured steps, plus a NaN where each gap starts so the plotted line breaks instead of bridging it."""
     values = np.asarray(values, dtype=np.float64)
-    steps = np.flatnonzero(~np.isnan(values))
+    steps = np.sort(np.concatenate([np.flatnonzero(~np.isnan(values)), gaps.gap_starts(values)]))
     return steps, values[steps]
 
 

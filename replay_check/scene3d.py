@@ -291,7 +291,8 @@ class SceneRecorder:
         contents = ["+ /scene/**", *[f"+ /recorded/{part(key)}" for key in self.cameras]]
         return [rrb.Spatial3DView(name="3-D: replayed, recorded ghost (blue)", origin="/", contents=contents)]
 
-    def on_step(self, step) -> None:
+    def on_step(self, step, rec: rr.RecordingStream | None = None) -> None:
+        del rec  # buffered: everything is sent at finish
         if step.body_poses is None:
             return
         names, positions, quaternions = step.body_poses

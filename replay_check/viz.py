@@ -26,8 +26,8 @@ import numpy as np
 import rerun as rr
 import rerun.blueprint as rrb
 
+from replay_check import gaps, viewer
 from replay_check import metric_table as mt
-from replay_check import viewer
 from replay_check.errors import ConfigError, ViewerError  # noqa: F401  (ViewerError re-exported)
 from replay_check.steps import ReplayResult, StepRecord
 from replay_check.viewer import GRPC_PORT_DEFAULT, WEB_PORT_DEFAULT, web_viewer_url  # noqa: F401  (re-exported)
@@ -40,8 +40,11 @@ RECORDED_COLOR = (76, 120, 168)  # blue
 REPLAYED_COLOR = (245, 133, 24)  # orange
 AXIS_COLORS = {"recorded": [(120, 160, 220), (70, 120, 190), (30, 70, 140)],
                "replayed": [(255, 190, 120), (245, 133, 24), (180, 80, 0)]}
+SHADES = {"recorded": ((20, 60, 140), (140, 190, 245)), "replayed": ((170, 60, 0), (255, 200, 120))}
 PALETTE = [(228, 26, 28), (55, 126, 184), (77, 175, 74), (152, 78, 163), (255, 127, 0), (166, 86, 40),
            (247, 129, 191), (153, 153, 153), (23, 190, 207), (188, 189, 34)]
+MAX_LEGEND = 6  # more series than this and a legend covers the plot: names show on hover instead
+LIMIT_COLOR = (120, 120, 120)
 
 # metric column -> entity path, for the columns that are not errors
 _PLAIN_COLUMNS = {
@@ -62,19 +65,22 @@ def _camera_row(camera: str) -> rrb.Horizontal:
     return rrb.Horizontal(
         rrb.Spatial2DView(origin=f"/recorded/{c}", name=f"recorded {camera}"),
         rrb.Spatial2DView(origin=f"/replayed/{c}", name=f"replayed {camera}"),
-        rrb.Spatial2DView(origin=f"/diff/{c}", name=f"|diff| x4 {camera}"),
+        rrb.Spatial2DView(origin=f"/diff/{c}", name=f"|recorded - replayed| x4 (white: >= 64/255) {camera}"),
         name=camera,
     )
 
 
-def _series(name: str, paths: Sequence[str]) -> rrb.TimeSeriesView:
-    return rrb.TimeSeriesView(name=name, origin="/", contents=[f"+ /{p}" for p in paths])
+def _series(name: str, paths: Sequence[str], *, legend: bool = True) -> rrb.TimeSeriesView:
+    """A plot of `paths`; its legend sits top-left, or is hidden (names on hover) when it would cover the plot."""
+    legend_box = rrb.PlotLegend(corner=rrb.Corner2D.LeftTop, visible=legend and len(paths) <= MAX_LEGEND)
+    return rrb.TimeSeriesView(name=name, origin="/", contents=[f"+ /{p}" for p in paths], plot_legend=legend_box)
 
 
 def _joint_views(joint_groups: Mapping[str, Sequence[str]] | None) -> list[rrb.TimeSeriesView]:
     if not joint_groups:
         return [rrb.TimeSeriesView(name="joints", origin="/joints")]
-    return [_series(f"joints: {group}", [f"joints/{part(j)}/**" for j in joints])
+    return [_series(f"joints: {group} (recorded blue, replayed orange)", [f"joints/{part(j)}/**" for j in joints],
+                    legend=False)
             for group, joints in joint_groups.items()]
 
 
@@ -82,21 +88,55 @@ def _error_path(metric: mt.Metric, name: str = "") -> str:
     return f"errors/{_column_path(metric.column(name))}"
 
 
-def _error_views(cameras: Sequence[str], groups: Sequence[str], objects: Sequence[str]) -> list[rrb.View]:
-    """One time-series view per metric-table view title; object units do not change paths."""
-    group_metric = mt.state_group_metric("arm")  # every kind writes group/<name>
-    position = mt.object_position_metric("m")
-    views: list[rrb.View] = [
-        _series(group_metric.view, [_error_path(group_metric, g) for g in groups] + [_error_path(mt.STATE_RMS)]),
-        rrb.TimeSeriesView(name=mt.JOINT.view, origin="/" + _error_path(mt.JOINT).rstrip("/")),
-    ]
-    if objects:
-        views.append(_series(position.view, [_error_path(position, o) for o in objects]
-                             + [_error_path(mt.OBJECT_ANGLE, o) for o in objects]))
-    for metric in (mt.IMAGE_PSNR, mt.IMAGE_SSIM, mt.IMAGE_MAD):
-        if cameras:
-            views.append(_series(metric.view, [_error_path(metric, c) for c in cameras]))
+def _limit_path(metric: mt.Metric, name: str = "") -> str:
+    return f"limits/{_column_path(metric.column(name))}"
+
+
+def _checked(metric: mt.Metric, names: Sequence[str]) -> list[str]:
+    """A plot's error series and the tolerance line of each."""
+    return [p for n in names for p in (_error_path(metric, n), _limit_path(metric, n))]
+
+
+def _titled(title: str, unit: str) -> str:
+    return f"{title} ({unit})" if unit else title
+
+
+def _state_views(groups: Sequence[str], kinds: Mapping[str, str]) -> list[rrb.View]:
+    """One plot per kind of state group, so radians and normalized grippers never share an axis."""
+    by_kind: dict[str, list[str]] = {}
+    for group in groups:
+        by_kind.setdefault(kinds.get(group, ""), []).append(group)
+    views: list[rrb.View] = []
+    for kind, members in by_kind.items():
+        metric = mt.state_group_metric(kind) if kind in mt.STATE_KINDS else mt.state_group_metric("arm")
+        unit = metric.unit if kind in mt.STATE_KINDS else ""
+        views.append(_series(_titled(f"{kind or 'state'} max |error| vs limit", unit), _checked(metric, members)))
     return views
+
+
+def _error_views(cameras: Sequence[str], groups: Sequence[str], objects: Sequence[str], *,
+                 kinds: Mapping[str, str] | None = None, object_units: str = "m",
+                 planar: bool = False) -> tuple[list[rrb.View], list[rrb.View]]:
+    """(checked errors with their tolerance lines, the other error curves), in the metric table's units."""
+    checked = _state_views(groups, kinds or {})
+    position = mt.object_position_metric(object_units)
+    if objects:
+        checked.append(_series(_titled("object position error vs limit", position.unit), _checked(position, objects)))
+        if planar:
+            checked.append(_series(_titled("object angle error vs limit", mt.OBJECT_ANGLE.unit),
+                                   _checked(mt.OBJECT_ANGLE, objects)))
+    if cameras:
+        checked.append(_series("image PSNR (dB) vs limit; even/odd zig-zag: AV1 GOP-2 codec, not the replay",
+                               _checked(mt.IMAGE_PSNR, cameras)))
+    other: list[rrb.View] = [
+        rrb.TimeSeriesView(name=f"{mt.JOINT.view} per joint, and RMS (mixed units)", origin="/",
+                           contents=[f"+ /{_error_path(mt.JOINT).rstrip('/')}/**", f"+ /{_error_path(mt.STATE_RMS)}"],
+                           plot_legend=rrb.PlotLegend(visible=False)),
+    ]
+    if cameras:
+        other.append(_series("image SSIM", [_error_path(mt.IMAGE_SSIM, c) for c in cameras]))
+        other.append(_series("image mean |diff| (0-255)", [_error_path(mt.IMAGE_MAD, c) for c in cameras]))
+    return checked, other
 
 
 def build_blueprint(
@@ -106,20 +146,27 @@ def build_blueprint(
     *,
     joint_groups: Mapping[str, Sequence[str]] | None = None,
     scene_views: Sequence[rrb.View] = (),
+    kinds: Mapping[str, str] | None = None,
+    object_units: str = "m",
+    planar: bool = False,
 ) -> rrb.Blueprint:
     """The default layout: a recorded | replayed | diff row per camera (and the scene beside them) above
     tabs of curves and events.
 
-    `joint_groups` (group -> joint names) splits the joint trajectories into one plot per group.
+    `joint_groups` (group -> joint names) splits the joint trajectories into one plot per group; `kinds`
+    (group -> arm | gripper | agent) gives each kind of state error its own plot and unit.
     """
-    object_views = [rrb.TimeSeriesView(name=f"object {o} (x, y, z)", origin=f"/objects/{part(o)}")
-                    for o in objects]
+    checked, other = _error_views(cameras, groups, objects, kinds=kinds, object_units=object_units, planar=planar)
+    object_views = [_series(f"object {o} position (x, y, z), recorded blue, replayed orange",
+                            [f"objects/{part(o)}/**"]) for o in objects]
+    task = [*object_views, _series("reward", ["reward/**"]), _series("success", ["success/**"])]
     curves = rrb.Horizontal(
-        rrb.Tabs(*_error_views(cameras, groups, objects), name="errors"),
+        rrb.Tabs(*checked, name="errors vs limits"),
+        rrb.Tabs(*other, name="more errors"),
         rrb.Tabs(*_joint_views(joint_groups), name="joints"),
-        rrb.Tabs(*object_views, _series("reward & success", ["reward/**", "success/**"]), name="task"),
+        rrb.Tabs(*task, name="task"),
         rrb.TextLogView(name="events", origin="/events"),
-        column_shares=[3, 3, 3, 2],
+        column_shares=[3, 2, 3, 2, 3],
     )
     if not cameras and not scene_views:
         return rrb.Blueprint(curves, collapse_panels=True)
@@ -177,6 +224,9 @@ class RerunSink:
         overlay: Overlay | None = None,
         recorded_videos: Mapping[str, tuple[bytes, int]] | None = None,
         scene=None,
+        state_kinds: Mapping[str, str] | None = None,
+        object_units: str = "m",
+        planar: bool = False,
     ) -> None:
         if not (rrd_path or spawn or serve):
             raise ConfigError("RerunSink was given no output; expected rrd_path, spawn or serve")
@@ -202,8 +252,11 @@ class RerunSink:
         self._replayed_state: list[np.ndarray] = []
         self._objects: dict[tuple[str, str], list[tuple[int, np.ndarray]]] = {}
         joint_groups = {g: self.state_names[a:b] for g, (a, b) in groups.items()}
+        self.joint_groups = joint_groups
+        self.object_units, self.planar = object_units, planar
         self.blueprint = build_blueprint(self.cameras, list(groups), self.objects, joint_groups=joint_groups,
-                                         scene_views=scene.views() if scene is not None else ())
+                                         scene_views=scene.views() if scene is not None else (),
+                                         kinds=state_kinds, object_units=object_units, planar=planar)
         self.rec = rr.RecordingStream(application_id)
         sinks = self._sinks(rrd_path, spawn, serve, web_port, grpc_port)
         self.rec.set_sinks(*sinks, default_blueprint=self.blueprint)
@@ -235,22 +288,26 @@ class RerunSink:
     # ---- styling (static, once) ----------------------------------------------------------------------------
 
     def _log_styles(self) -> None:
+        """Recorded in one colour family (blues), replayed in another (oranges); a shade per joint of a group."""
         log = self.rec.log
-        for i, name in enumerate(self.state_names):
-            color = PALETTE[i % len(PALETTE)]
-            light = tuple(int(c + (255 - c) * 0.55) for c in color)
-            log(f"joints/{part(name)}/recorded", rr.SeriesLines(colors=[light], widths=[1.5],
-                                                                 names=[f"{name} recorded"]), static=True)
-            log(f"joints/{part(name)}/replayed", rr.SeriesLines(colors=[color], widths=[2.5],
-                                                                 names=[f"{name} replayed"]), static=True)
+        groups = self.joint_groups or {"": self.state_names}
+        for joints in groups.values():
+            for i, name in enumerate(joints):
+                for source in ("recorded", "replayed"):
+                    color = _shade(source, i, len(joints))
+                    log(f"joints/{part(name)}/{source}",
+                        rr.SeriesLines(colors=[color], widths=[1.5 if source == "recorded" else 2.5],
+                                       names=[f"{name} {source}"]), static=True)
         for name in self.objects:
             for source in ("recorded", "replayed"):
+                names = [f"{name} {a} {source} ({self.object_units})" for a in "xyz"]
                 log(f"objects/{part(name)}/{source}",
-                    rr.SeriesLines(colors=AXIS_COLORS[source], names=[f"{a} {source}" for a in "xyz"],
+                    rr.SeriesLines(colors=AXIS_COLORS[source], names=names,
                                    widths=[1.5 if source == "recorded" else 2.5] * 3), static=True)
-        for metric, path in _PLAIN_COLUMNS.items():
-            color = RECORDED_COLOR if path.endswith("recorded") else REPLAYED_COLOR
-            log(path, rr.SeriesLines(colors=[color], names=[metric]), static=True)
+        for path in _PLAIN_COLUMNS.values():
+            source = path.rsplit("/", 1)[1]
+            log(path, rr.SeriesLines(colors=[RECORDED_COLOR if source == "recorded" else REPLAYED_COLOR],
+                                     names=[f"{path.split('/')[0]} {source}"]), static=True)
 
     def _log_recorded_videos(self, videos: Mapping[str, tuple[bytes, int]]) -> dict[str, np.ndarray]:
         """The dataset's own encoded stream per camera (an MP4 of the episode's packets and how many of its
@@ -262,10 +319,12 @@ class RerunSink:
             times[camera] = np.asarray(asset.read_frame_timestamps_nanos())[skip:]
         return times
 
-    def _log_error_styles(self, columns: Sequence[str]) -> None:
+    def _log_error_styles(self, declared: Mapping[str, mt.Column], columns: Sequence[str]) -> None:
         for i, column in enumerate(sorted(columns)):
+            decl = declared.get(column)
+            label = column if decl is None else _titled(decl.name or decl.metric.key, decl.metric.unit)
             self.rec.log(f"errors/{_column_path(column)}",
-                         rr.SeriesLines(colors=[PALETTE[i % len(PALETTE)]], names=[column]), static=True)
+                         rr.SeriesLines(colors=[PALETTE[i % len(PALETTE)]], names=[label]), static=True)
 
     # ---- per step ------------------------------------------------------------------------------------------
 
@@ -277,7 +336,9 @@ class RerunSink:
         self._replayed_state.append(np.asarray(step.replayed_state, dtype=np.float64).reshape(-1))
         self._keep_objects(step)
         if self.scene is not None:
-            self.scene.on_step(step)
+            if not self.scene.wants_body_poses:  # a scene logged as it goes (planar)
+                self._at(step.t, step.timestamp)
+            self.scene.on_step(step, self.rec)
         if step.unstable:
             self._at(step.t, step.timestamp)
             self.rec.log("events", rr.TextLog(f"step {step.t}: simulation unstable: {step.unstable}",
@@ -354,7 +415,7 @@ class RerunSink:
             ts = np.asarray(self._timestamps, dtype=np.float64)
             self._send_joints(t, ts)
             self._send_objects(dict(zip(self._t, self._timestamps, strict=True)))
-            self._send_metrics(result.metrics, t, ts)
+            self._send_metrics(result, t, ts)
             if self.scene is not None:
                 self.scene.finish(self.rec, self._indexes(t, ts))
         self._log_events(result, dict(zip(self._t, self._timestamps, strict=True)))
@@ -403,34 +464,76 @@ class RerunSink:
             ts = np.asarray([time_of[s[0]] for s in samples], dtype=np.float64)
             self._send(f"objects/{part(name)}/{source}", t, ts, np.stack([s[1] for s in samples]))
 
-    def _send_metrics(self, columns: dict[str, np.ndarray], t: np.ndarray, ts: np.ndarray) -> None:
+    def _declared(self, result: ReplayResult) -> dict[str, mt.Column]:
+        state_names = self.state_names
+        cameras = [c for c in self.cameras]
+        try:
+            found = mt.columns_for(result.profile, object_units=self.object_units, planar=self.planar,
+                                   state_names=state_names, cameras=cameras)
+        except Exception:  # a profile without state kinds: plot raw columns, no limits
+            return {}
+        return {c.column: c for c in found}
+
+    def _send_metrics(self, result: ReplayResult, t: np.ndarray, ts: np.ndarray) -> None:
+        """Every metric column in its declared unit, NaN at the start of each gap (the line breaks there),
+        and a tolerance line for each checked column."""
+        declared = self._declared(result)
+        time_of = dict(zip(t.tolist(), ts.tolist(), strict=True))
         errors = []
-        psnr = set(mt.named(columns, mt.IMAGE_PSNR).values())
-        for column, all_values in columns.items():
-            all_values = np.asarray(all_values, dtype=np.float64)
-            inside = t < len(all_values)
-            values = all_values[t[inside]]
-            if column in psnr:
-                values = np.where(np.isposinf(values), mt.PSNR_CAP_DB, values)
-            keep = np.isfinite(values)
-            if not keep.any():
+        for column, all_values in result.metrics.items():
+            full = np.asarray(all_values, dtype=np.float64)[: len(t)]
+            decl = declared.get(column)
+            if decl is not None and decl.metric.cap is not None:
+                full = np.where(np.isposinf(full), decl.metric.cap, full)
+            if decl is not None:
+                full = full * decl.metric.scale
+            steps = np.flatnonzero(np.isfinite(full))
+            if steps.size == 0:
                 continue
+            breaks = [s for s in gaps.gap_starts(full).tolist() if s in time_of]
+            steps = np.sort(np.concatenate([steps, np.asarray(breaks, dtype=np.int64)]))
             path = _PLAIN_COLUMNS.get(column)
             if path is None:
                 path = f"errors/{_column_path(column)}"
                 errors.append(column)
-            self._send(path, t[inside][keep], ts[inside][keep], values[keep])
-        self._log_error_styles(errors)
+            self._send(path, t[steps], ts[steps], full[steps])
+            if decl is not None and decl.group is not None and decl.metric.tolerance is not None:
+                self._send_limit(decl, result, t, ts)
+        self._log_error_styles(declared, errors)
+
+    def _send_limit(self, decl: mt.Column, result: ReplayResult, t: np.ndarray, ts: np.ndarray) -> None:
+        """The tolerance as a flat line over the whole episode (two points), in the column's unit."""
+        try:
+            limit = decl.limit(result.settings.tolerances)
+        except (AttributeError, TypeError):
+            return
+        path = f"limits/{_column_path(decl.column)}"
+        unit = f" {decl.metric.unit}" if decl.metric.unit else ""
+        self.rec.log(path, rr.SeriesLines(colors=[LIMIT_COLOR], widths=[1.0],
+                                          names=[f"limit {decl.name or decl.metric.key} = {limit:g}{unit}"]),
+                     static=True)
+        ends = np.asarray([0, len(t) - 1])
+        self._send(path, t[ends], ts[ends], np.full(2, limit))
 
     def _log_events(self, result: ReplayResult, time_of: dict[int, float]) -> None:
+        """Initial state at step 0, each group's first divergence with its numbers, the verdict with reasons."""
+        first = self._t[0] if self._t else 0
+        self._at(first, time_of.get(first, first / self.fps))
+        self.rec.log("events", rr.TextLog(_initial_state_text(result), level=rr.TextLogLevel.INFO))
+        source = getattr(result, "object_measurement", None)
+        if source and source != "none":
+            self.rec.log("events", rr.TextLog(f"recorded object poses: {source}", level=rr.TextLogLevel.INFO))
         verdict = result.verdict
         level = rr.TextLogLevel.ERROR if verdict.status == "fail" else rr.TextLogLevel.WARN
+        details = getattr(result.divergence, "details", {})
         for group, step in sorted(result.divergence.items(), key=lambda kv: (kv[1] is None, kv[1] or 0)):
             if step is None:
                 continue
             self._at(step, time_of.get(step, step / self.fps))
-            first = " (first divergence)" if step == verdict.first_divergence_step else ""
-            self.rec.log("events", rr.TextLog(f"step {step}: {group} diverges{first}", level=level))
+            onset = details.get(group)
+            text = onset.describe() if onset is not None and hasattr(onset, "describe") else f"{group} diverges"
+            marker = " (first divergence)" if step == verdict.first_divergence_step else ""
+            self.rec.log("events", rr.TextLog(f"step {step}: {text}{marker}", level=level))
         last = self._t[-1] if self._t else 0
         self._at(last, time_of.get(last, last / self.fps))
         summary = f"verdict {verdict.status.upper()}" + "".join(f"; {r}" for r in verdict.reasons)
@@ -451,6 +554,23 @@ class RerunSink:
             self._at(last, time_of.get(last, last / self.fps))
             evidence = f": {result.verdict.evidence[0]}" if result.verdict.evidence else ""
             self.rec.log("events", rr.TextLog(f"cause {result.verdict.cause}{evidence}", level=rr.TextLogLevel.WARN))
+
+
+def _initial_state_text(result: ReplayResult) -> str:
+    initial = result.initial_state
+    text = f"initial state: {initial.method}"
+    if initial.residual is not None:
+        text += f" (residual {initial.residual:.3g})"
+    poses = ", ".join(f"{name} at ({', '.join(f'{v:.3f}' for v in pose.position[:3])})"
+                      for name, pose in (initial.objects or {}).items())
+    return text + (f"; {poses}" if poses else "")
+
+
+def _shade(source: str, i: int, n: int) -> tuple[int, int, int]:
+    """Shade i of n in the source's colour family (dark to light)."""
+    dark, light = SHADES[source]
+    f = 0.0 if n <= 1 else i / (n - 1)
+    return tuple(int(round(a + (b - a) * f)) for a, b in zip(dark, light, strict=True))  # type: ignore[return-value]
 
 
 def _column_path(column: str) -> str:

@@ -222,3 +222,15 @@ def test_unstable_simulation_fails_at_its_step(aloha):
 def test_a_late_blow_up_still_fails(aloha):
     v = verdict(aloha, {"left_arm": None, "unstable": 95}, replayed=False, recorded=None)
     assert v.status == "fail" and v.first_divergence_step == 95
+
+
+def test_gaps_follow_the_columns_cadence():
+    from replay_check import gaps
+
+    strided = np.full(12, NAN)
+    strided[[0, 3, 6, 9]] = 1.0  # image stride 3: nothing missing
+    assert gaps.missing_steps(strided).size == 0
+    strided[6] = NAN
+    assert gaps.missing_steps(strided).tolist() == [6]
+    every = np.array([1.0, NAN, NAN, 1.0, 1.0, NAN, 1.0])
+    assert gaps.missing_steps(every).tolist() == [1, 2, 5] and gaps.gap_starts(every).tolist() == [1, 5]

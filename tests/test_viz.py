@@ -20,6 +20,7 @@ from replay_check.viz import RerunSink, ViewerError, build_blueprint, web_viewer
 CAM = "observation.images.top"
 NAMES = ["left_waist", "left_gripper", "right_waist", "right_gripper"]
 GROUPS = {"left_arm": (0, 1), "left_gripper": (1, 2), "right_arm": (2, 3), "right_gripper": (3, 4)}
+KINDS = {"left_arm": "arm", "left_gripper": "gripper", "right_arm": "arm", "right_gripper": "gripper"}
 
 
 def make_steps(n: int, *, stride: int = 1, size: tuple[int, int] = (48, 64)) -> list[StepRecord]:
@@ -50,7 +51,7 @@ def make_result(n: int, divergence: dict[str, int | None], status: str = "fail")
                        total_episodes=1, total_frames=n, features={}, tasks=("test",))
     profile = Profile(name="synthetic", description="", adapter="aloha", task="insertion", env_id="",
                       fps=50.0, objects=("peg",), cameras={CAM: "top"}, state_groups=GROUPS, match={},
-                      tolerances=Tolerances())
+                      tolerances=Tolerances(), state_kinds=KINDS)
     group_err = np.linspace(0.0, 1.0, n)
     psnr = np.full(n, np.nan)
     psnr[0] = np.inf
@@ -102,9 +103,11 @@ def test_blueprint_puts_recorded_replayed_diff_side_by_side_per_camera():
                        ["/recorded/observation.images.wrist", "/replayed/observation.images.wrist",
                         "/diff/observation.images.wrist"]]
     series = {str(n.name): n for n in nodes if isinstance(n, rrb.TimeSeriesView)}
-    state_error = next(v for name, v in series.items() if name.startswith("state error"))
+    state_error = next(v for name, v in series.items() if name.startswith("state max |error|"))
     assert "+ /errors/group/left_arm" in state_error.contents
-    assert {"joints: left_arm", "joints: right_arm", "object peg (x, y, z)"} <= set(series)
+    assert "+ /limits/group/left_arm" in state_error.contents
+    assert {"joints: left_arm (recorded blue, replayed orange)", "joints: right_arm (recorded blue, replayed orange)",
+            "object peg position (x, y, z), recorded blue, replayed orange", "reward", "success"} <= set(series)
     assert any(isinstance(n, rrb.TextLogView) and str(n.origin) == "/events" for n in nodes)
 
 
@@ -154,6 +157,63 @@ def test_rrd_holds_images_curves_overlay_and_divergence_event(tmp_path):
     assert any(text.startswith("verdict FAIL") for text in texts)
 
 
+def test_state_kinds_get_their_own_plot_unit_and_tolerance_line(tmp_path):
+    nodes = walk(build_blueprint([CAM], list(GROUPS), ["peg"], kinds=KINDS).root_container)
+    names = {str(n.name) for n in nodes if isinstance(n, rrb.TimeSeriesView)}
+    assert {"arm max |error| vs limit (rad)", "gripper max |error| vs limit ((normalized))",
+            "object position error vs limit (mm)"} <= names
+    sink = make_sink(tmp_path, state_kinds=KINDS)
+    for step in make_steps(4):
+        sink.on_step(step, {})
+    sink.finish(make_result(4, {}, "pass"))
+    chunks = read_rrd(tmp_path / "rec.rrd")
+    limit = chunks["/limits/group/left_arm"]
+    assert column(limit, "frame_index") == [0, 3]
+    assert [v[0] for v in column(limit, "Scalars:scalars")] == [Tolerances().arm_rad] * 2
+    assert column(limit, "SeriesLines:names") == [["limit left_arm = 0.05 rad"]]
+    assert column(chunks["/errors/group/left_arm"], "SeriesLines:names") == [["left_arm (rad)"]]
+
+
+def test_object_error_in_mm_with_gaps_as_gaps(tmp_path):
+    n = 8
+    sink = make_sink(tmp_path, state_kinds=KINDS)
+    for step in make_steps(n):
+        sink.on_step(step, {})
+    result = make_result(n, {}, "pass")
+    error_m = np.array([0.001, 0.002, np.nan, np.nan, 0.003, 0.004, np.nan, 0.005])
+    result.metrics["object_err/peg"] = error_m
+    sink.finish(result)
+    chunks = read_rrd(tmp_path / "rec.rrd")
+    series = chunks["/errors/object_err/peg"]
+    # one NaN where each gap starts breaks the line; the rest of the gap is simply absent
+    assert column(series, "frame_index") == [0, 1, 2, 4, 5, 6, 7]
+    values = [v[0] for v in column(series, "Scalars:scalars")]
+    np.testing.assert_allclose(values, [1.0, 2.0, np.nan, 3.0, 4.0, np.nan, 5.0])  # millimetres
+    limit = [v[0] for v in column(chunks["/limits/object_err/peg"], "Scalars:scalars")]
+    assert limit == [Tolerances().object_mm] * 2
+
+
+def test_events_say_the_initial_state_and_why_a_group_diverged(tmp_path):
+    from replay_check.divergence import Divergences, Onset
+    from replay_check.sims.base import Pose
+
+    sink = make_sink(tmp_path, state_kinds=KINDS)
+    for step in make_steps(6):
+        sink.on_step(step, {})
+    result = make_result(6, {"left_arm": 2}, "fail")
+    result.divergence = Divergences({"left_arm": 2}, {"left_arm": Onset("left_arm", 2, 0.2, 0.05, "rad", 5,
+                                                                        "|error|")})
+    result.initial_state = InitialState(robot=np.zeros(4), objects={"peg": Pose(np.array([0.1, 0.5, 0.05]))},
+                                        method="estimated", residual=3.0)
+    sink.finish(result)
+    events = read_rrd(tmp_path / "rec.rrd")["/events"]
+    texts = [v[0] for v in column(events, "TextLog:text")]
+    assert texts[0] == "initial state: estimated (residual 3); peg at (0.100, 0.500, 0.050)"
+    assert column(events, "frame_index")[0] == 0
+    assert any(t.startswith("step 2: left_arm diverges at step 2: |error| 0.2 rad > limit 0.05 rad") and
+               t.endswith("(first divergence)") for t in texts)
+
+
 def test_raw_images_when_jpeg_disabled_and_sinks_do_not_mix(tmp_path):
     a = make_sink(tmp_path, "a.rrd", jpeg_quality=None)
     b = make_sink(tmp_path, "b.rrd")
@@ -169,7 +229,7 @@ def test_raw_images_when_jpeg_disabled_and_sinks_do_not_mix(tmp_path):
     assert column(chunks_a[f"/replayed/{CAM}"], "Image:buffer")  # raw, not encoded
     assert column(chunks_b[f"/replayed/{CAM}"], "frame_index") == [0, 1, 2, 3]
     texts = column(chunks_a["/events"], "TextLog:text")
-    assert texts == [["verdict PASS"]]
+    assert texts == [["initial state: environment_state"], ["verdict PASS"]]
 
 
 def test_sink_needs_an_output_and_one_viewer(tmp_path):
@@ -327,3 +387,27 @@ def test_view_web_serves_on_localhost_only(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_pusht_scene_draws_recorded_and_replayed_t_and_agent_in_arena_pixels(tmp_path):
+    from replay_check.families import family
+
+    scene = family("pusht").scene("pusht", ("block",), {})
+    sink = RerunSink(recording_name="pusht", rrd_path=tmp_path / "p.rrd", cameras=[], state_names=["x", "y"],
+                     groups={"agent": (0, 2)}, objects=["block"], fps=10.0, scene=scene,
+                     state_kinds={"agent": "agent"}, object_units="px", planar=True)
+    for t in range(3):
+        sink.on_step(StepRecord(t=t, timestamp=t / 10, recorded_state=np.array([100.0, 200.0]),
+                                replayed_state=np.array([100.0 + t, 200.0]), action=None,
+                                replayed_objects={"block": np.array([256.0 + t, 256.0])},
+                                recorded_objects={"block": np.array([256.0, 256.0])},
+                                recorded_object_angles={"block": 0.0}, replayed_object_angles={"block": 0.1 * t}),
+                     {})
+    sink.finish(make_result(3, {}, "pass"))
+    chunks = read_rrd(tmp_path / "p.rrd")
+    assert column(chunks["/scene2d/replayed/agent"], "frame_index") == [0, 1, 2]
+    assert column(chunks["/scene2d/replayed/agent"], "Points2D:positions")[2] == [pytest.approx([102.0, 200.0])]
+    outline = column(chunks["/scene2d/recorded/block"], "LineStrips2D:strips")[0]
+    assert len(outline) == 2  # the T's bar and stem
+    nodes = walk(sink.blueprint.root_container)
+    assert any(isinstance(n, rrb.Spatial2DView) and str(n.origin) == "/scene2d" for n in nodes)

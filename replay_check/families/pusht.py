@@ -66,6 +66,15 @@ def overlay(height: int, width: int):
     return pusht_overlay(height, width)
 
 
+def scene(task: str, object_names: tuple[str, ...], cameras: dict[str, str]):
+    """The 2-D scene: T block and agent, recorded vs replayed, in arena pixels (the overlay at arena scale)."""
+    del task, object_names, cameras
+    from replay_check.overlays import ARENA_PX, pusht_overlay
+    from replay_check.scene2d import PlanarSceneRecorder
+
+    return PlanarSceneRecorder(pusht_overlay(int(ARENA_PX), int(ARENA_PX)), ARENA_PX)
+
+
 def _env() -> EnvSpec:
     def rollout(seed: int, steps: int, render: bool) -> Iterator[RecordedFrame]:
         from replay_check.policies.pusht import rollout_pusht
@@ -103,6 +112,7 @@ FAMILY = register(Family(
     meter_symmetric=False,
     recorded_success=recorded_success,
     overlay=overlay,
+    scene=scene,
     record_envs={"pusht": _env},
     render_workers=False,  # a 96x96 pygame drawing takes ~2 ms, about a worker round trip
 ))
