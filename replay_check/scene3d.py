@@ -10,8 +10,8 @@ dm_control's renderer in one process corrupts frames). Entity layout:
                                             states (and recorded or measured object poses), translucent blue
 
 Bodies welded together share one entity (the weld root), so one transform per moving rigid group and step.
-Meshes are decimated by vertex clustering (`MESH_CELL_M`) so the geometry stays a small part of a recording
-that already holds three image streams; a translucent ghost and a 3-D overview need no sub-millimetre detail.
+Meshes are decimated by vertex clustering (`MESH_CELL_M`; the ghost: `GHOST_CELL_M`) so the geometry stays small
+in a recording that already holds image streams; a translucent ghost and an overview need no fine detail.
 Per-step poses are buffered and sent with send_columns at the end, like the scalar curves.
 """
 
@@ -24,7 +24,8 @@ import mujoco
 import numpy as np
 import rerun as rr
 
-MESH_CELL_M = 0.004  # vertex-clustering cell for decimated meshes (m)
+MESH_CELL_M = 0.006  # vertex-clustering cell for the replayed bodies' meshes (m)
+GHOST_CELL_M = 0.010  # coarser for the translucent ghost: its outline is what a person reads
 GHOST_RGBA = (90, 140, 220, 70)  # the recording's colour family (blue), translucent
 PLANE_HALF_M = 1.0  # half size drawn for an infinite MuJoCo plane
 GEOM_GROUPS_SHOWN = (0, 1, 2)  # MuJoCo's default visible geom groups
@@ -132,12 +133,13 @@ class MujocoScene:
     """
 
     def __init__(self, model: mujoco.MjModel, qpos_of: QposMap, *, mesh_cell: float = MESH_CELL_M,
-                 object_bodies: Mapping[str, str] | None = None):
+                 ghost_cell: float = GHOST_CELL_M, object_bodies: Mapping[str, str] | None = None):
         self.model = model
         self.object_body_names = dict(object_bodies or {})  # task object name -> its body's name
         self.data = mujoco.MjData(model)
         self.qpos_of = qpos_of
         self.mesh_cell = mesh_cell
+        self.ghost_cell = ghost_cell
         mujoco.mj_kinematics(model, self.data)
         self.body_names = tuple(mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, b) or f"body_{b}"
                                 for b in range(model.nbody))
@@ -210,7 +212,8 @@ class MujocoScene:
             # world-welded geoms: their pose in the world is fixed by the model
             q = np.empty(4)
             mujoco.mju_mat2Quat(q, self.data.geom_xmat[g])
-            self._log_geom(rec, f"{root}/world/{self.geom_entity(g)}", g, self.data.geom_xpos[g], q, None)
+            self._log_geom(rec, f"{root}/world/{self.geom_entity(g)}", g, self.data.geom_xpos[g], q, None,
+                           self.mesh_cell)
         for body in self.moving:
             for source, color in (("replayed", None), ("recorded", GHOST_RGBA)):
                 if source == "recorded" and body in self.object_bodies and not ghost_objects:
@@ -218,8 +221,9 @@ class MujocoScene:
                 for g in self.geoms[body]:
                     # geom pose relative to its weld root: body_pos/quat chain is fixed within a weld group
                     pos, quat = self._pose_in_root(g, body)
+                    cell = self.mesh_cell if color is None else self.ghost_cell
                     self._log_geom(rec, f"{root}/{source}/{self.entity(body)}/{self.geom_entity(g)}", g, pos, quat,
-                                   color)
+                                   color, cell)
 
     def _pose_in_root(self, g: int, root: int) -> tuple[np.ndarray, np.ndarray]:
         root_rot = self.data.xmat[root].reshape(3, 3)
@@ -230,9 +234,9 @@ class MujocoScene:
         return pos, q
 
     def _log_geom(self, rec: rr.RecordingStream, path: str, g: int, pos: np.ndarray, quat_wxyz: np.ndarray,
-                  color: tuple[int, int, int, int] | None) -> None:
+                  color: tuple[int, int, int, int] | None, cell: float) -> None:
         rgba = color or _to_u8(geom_rgba(self.model, g))
-        shape = geom_shape(self.model, g, rgba, self.mesh_cell)
+        shape = geom_shape(self.model, g, rgba, cell)
         if shape is None:
             return
         # one chunk per geom (a chunk costs a few kB of schema, as much as a decimated mesh)

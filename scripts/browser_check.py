@@ -34,6 +34,7 @@ CHROMIUM_FLAGS = ["--headless=new", "--use-angle=swiftshader", "--enable-unsafe-
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--no-first-run", "--hide-scrollbars", "--window-size=1920,1080"]
 LOAD_TIMEOUT_S = 240.0  # the viewer needs ~25 s to load on 2 cores with software rendering, more when loaded
+CALL_TIMEOUT_S = 300.0  # one DevTools call (a screenshot waits for a frame: slow on a loaded machine)
 TIMELINE_X, TIMELINE_Y = (300, 1712), 1065  # the time panel's scrub bar in a 1920x1080 window
 MIN_COLOURS = 200  # distinct (quantised) colours in a screenshot that shows data
 MIN_SATURATED = 0.004  # fraction of strongly coloured pixels (images, curves, scene)
@@ -102,10 +103,15 @@ class Browser:
         os.close(from_child_w)
         self._buffer = b""
         self._id = 0
-        target = next(t for t in self.call("Target.getTargets")["targetInfos"] if t["type"] == "page")
-        self.session = self.call("Target.attachToTarget", targetId=target["targetId"], flatten=True)["sessionId"]
+        try:
+            target = next(t for t in self.call("Target.getTargets")["targetInfos"] if t["type"] == "page")
+            self.session = self.call("Target.attachToTarget", targetId=target["targetId"],
+                                     flatten=True)["sessionId"]
+        except BaseException:
+            self.close()
+            raise
 
-    def call(self, method: str, session: str | None = None, timeout_s: float = 60.0, **params) -> dict:
+    def call(self, method: str, session: str | None = None, timeout_s: float = CALL_TIMEOUT_S, **params) -> dict:
         self._id += 1
         message = {"id": self._id, "method": method, "params": params}
         if session:
@@ -148,7 +154,7 @@ class Browser:
 
 @contextlib.contextmanager
 def browser(chromium: str, url: str):
-    with tempfile.TemporaryDirectory(prefix="rc_chromium_") as profile:
+    with tempfile.TemporaryDirectory(prefix="rc_chromium_", ignore_cleanup_errors=True) as profile:
         opened = Browser(chromium, url, profile)
         try:
             yield opened
