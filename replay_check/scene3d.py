@@ -24,8 +24,8 @@ import mujoco
 import numpy as np
 import rerun as rr
 
-MESH_CELL_M = 0.006  # vertex-clustering cell for the replayed bodies' meshes (m)
-GHOST_CELL_M = 0.010  # coarser for the translucent ghost: its outline is what a person reads
+MESH_CELL_M = 0.008  # vertex-clustering cell for the replayed bodies' meshes (m)
+GHOST_CELL_M = 0.012  # coarser for the translucent ghost: its outline is what a person reads
 GHOST_RGBA = (90, 140, 220, 70)  # the recording's colour family (blue), translucent
 PLANE_HALF_M = 1.0  # half size drawn for an infinite MuJoCo plane
 GEOM_GROUPS_SHOWN = (0, 1, 2)  # MuJoCo's default visible geom groups

@@ -107,6 +107,9 @@ class Browser:
             target = next(t for t in self.call("Target.getTargets")["targetInfos"] if t["type"] == "page")
             self.session = self.call("Target.attachToTarget", targetId=target["targetId"],
                                      flatten=True)["sessionId"]
+            # the page, not the window, must be 1920x1080: the scrub bar's position depends on it
+            self.call("Emulation.setDeviceMetricsOverride", session=self.session, width=1920, height=1080,
+                      deviceScaleFactor=1, mobile=False)
         except BaseException:
             self.close()
             raise
@@ -167,7 +170,8 @@ def wait_until_drawn(page: Browser, out: Path, timeout_s: float, settle_s: float
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         time.sleep(5)
-        if not problems("", pixel_stats(page.screenshot(out))):
+        shot = page.screenshot(out)
+        if has_time_panel(shot) and not problems("", pixel_stats(shot)):
             time.sleep(settle_s)
             break
     return page.screenshot(out)
@@ -186,6 +190,19 @@ def pixel_stats(png: Path) -> dict[str, float]:
     saturated = (hsv[..., 1] > 120) & (hsv[..., 2] > 80)
     return {"colours": float(np.unique(codes).size), "saturated": float(saturated.mean()),
             "height": float(bgr.shape[0]), "width": float(bgr.shape[1])}
+
+
+def has_time_panel(png: Path) -> bool:
+    """A recording is open: the time panel's scrub bar (dark on light) spans the bottom rows. The welcome
+    page and the loading screen have no such bar."""
+    import cv2
+
+    gray = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
+    if gray is None:
+        return False
+    x0, x1 = TIMELINE_X
+    band = gray[TIMELINE_Y - 6 : TIMELINE_Y + 6, x0:x1]
+    return band.size > 0 and float((band < 90).mean()) > 0.2 and float((band > 180).mean()) > 0.2
 
 
 def changed_fraction(a: Path, b: Path) -> float:
