@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from replay_check.cli.view import rerun_command
+
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 CHROMIUM_FLAGS = ["--headless=new", "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-sandbox",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -61,7 +63,7 @@ def _listening(port: int) -> bool:
 def serve(files: list[Path], timeout_s: float = 60.0):
     """`rerun --serve-web` on 127.0.0.1 with free ports; yields (web_port, grpc_port); stops the server after."""
     web, grpc = free_port(), free_port()
-    argv = [sys.executable, "-m", "rerun_cli", "--serve-web", "--bind", "127.0.0.1", "--web-viewer-port", str(web),
+    argv = [*rerun_command(), "--serve-web", "--bind", "127.0.0.1", "--web-viewer-port", str(web),
             "--port", str(grpc), *map(str, files)]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

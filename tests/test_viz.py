@@ -305,7 +305,9 @@ def test_view_runs_the_rerun_cli_on_the_file(view_command, tmp_path, monkeypatch
     result = CliRunner().invoke(view_command, [str(tmp_path / "rec.rrd"), "--web", "--web-port", "9191"])
     assert result.exit_code == 0, result.output
     rrd = str(tmp_path / "rec.rrd")
-    assert calls[0][1:] == ["-m", "rerun_cli", rrd, "--serve-web", "--bind", "127.0.0.1",
+    from replay_check.cli.view import rerun_command
+
+    assert calls[0] == [*rerun_command(), rrd, "--serve-web", "--bind", "127.0.0.1",
                             "--web-viewer-port", "9191", "--port", "9876"]
     assert "http://127.0.0.1:9191" in result.output
     result = CliRunner().invoke(view_command, [rrd, "--web", "--bind", "0.0.0.0", "--grpc-port", "9877"])

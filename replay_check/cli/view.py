@@ -17,6 +17,20 @@ WEB_PORT_DEFAULT = 9090
 GRPC_PORT_DEFAULT = 9876
 
 
+def rerun_command() -> list[str]:
+    """The bundled rerun binary itself, not its `python -m rerun_cli` wrapper.
+
+    The wrapper runs the binary as a child: stopping the wrapper (a test, the browser check, a supervisor)
+    would leave the server running on its ports, so we start the binary directly when it is there.
+    """
+    try:
+        import rerun_cli
+    except ImportError:  # rerun-sdk without its CLI package: let Python report it when run
+        return [sys.executable, "-m", "rerun_cli"]
+    binary = Path(rerun_cli.__file__).parent / ("rerun.exe" if sys.platform.startswith("win") else "rerun")
+    return [str(binary)] if binary.is_file() and os.access(binary, os.X_OK) else [sys.executable, "-m", "rerun_cli"]
+
+
 def viewer_argv(path: Path, *, web: bool, web_port: int | None, grpc_port: int | None = None,
                 bind: str = LOCALHOST) -> list[str]:
     """The rerun CLI of this environment (the one matching the installed rerun-sdk) opening `path`.
@@ -24,7 +38,7 @@ def viewer_argv(path: Path, *, web: bool, web_port: int | None, grpc_port: int |
     The web viewer is served with `--serve-web` (no browser is opened) and binds `bind`: this machine only
     unless the user asks for more, since anyone reaching the port sees the recording.
     """
-    argv = [sys.executable, "-m", "rerun_cli", str(path)]
+    argv = [*rerun_command(), str(path)]
     if web:
         argv += ["--serve-web", "--bind", bind, "--web-viewer-port", str(web_port or WEB_PORT_DEFAULT),
                  "--port", str(grpc_port or GRPC_PORT_DEFAULT)]
