@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import click
+
+from replay_check.errors import OperationalError
 
 RRD_MAGIC = b"RRF"  # every .rrd starts with RRF2 (older files RRF0/RRF1)
 
@@ -52,14 +55,58 @@ def web_url(bind: str, web_port: int | None) -> str:
 
 
 def _check_rrd(path: Path) -> None:
+    """A complete .rrd: the magic at the start and the end-of-recording footer rerun-sdk 0.41 writes on close."""
     if not path.is_file():
         raise click.BadParameter(f"{path} does not exist or is not a file; expected a .rrd recording",
                                  param_hint="PATH")
     with path.open("rb") as handle:
         head = handle.read(len(RRD_MAGIC))
     if head != RRD_MAGIC:
-        raise click.BadParameter(f"{path} is not a Rerun recording (starts {head!r}, expected {RRD_MAGIC!r})",
+        raise click.BadParameter(f"{path} is not a Rerun recording (it does not start with the RRF magic bytes)",
                                  param_hint="PATH")
+    import warnings
+
+    from rerun.chunk import RrdReader
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            RrdReader(path)
+        except Exception as exc:  # noqa: BLE001  (the bindings raise bare exceptions for damaged files)
+            raise click.BadParameter(f"{path} is a damaged Rerun recording ({exc})", param_hint="PATH") from exc
+    if any("no footer" in str(warning.message) for warning in caught):
+        raise click.BadParameter(f"{path} is truncated or was never closed (no end-of-recording footer); "
+                                 "re-run the replay to write it again", param_hint="PATH")
+
+
+def _port_free(bind: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((bind, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port(bind: str) -> int:
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((bind, 0))
+        return sock.getsockname()[1]
+
+
+def _choose_port(option: str, given: int | None, default: int, bind: str) -> int:
+    """The given port if free (else a one-line error), or the default, or any free port when the default is taken."""
+    port = given or default
+    if _port_free(bind, port):
+        return port
+    if given:
+        raise click.BadParameter(f"port {given} on {bind} is already in use; pass another {option}",
+                                 param_hint=option)
+    chosen = _free_port(bind)
+    click.echo(f"port {default} is in use on {bind}; using {chosen} for {option}", err=True)
+    return chosen
 
 
 def _has_display() -> bool:
@@ -88,14 +135,18 @@ def command(path: Path, web: bool, web_port: int | None, grpc_port: int | None, 
     """
     _check_rrd(path)
     if not web and not _has_display():
-        raise click.ClickException("no display (DISPLAY, WAYLAND_DISPLAY unset); use --web for a browser")
+        raise click.UsageError("no display (DISPLAY, WAYLAND_DISPLAY unset); use --web for a browser")
+    if not web and (web_port or grpc_port or bind != LOCALHOST):
+        raise click.UsageError("--web-port, --grpc-port and --bind apply to --web")
     if web:
+        web_port = _choose_port("--web-port", web_port, WEB_PORT_DEFAULT, bind)
+        grpc_port = _choose_port("--grpc-port", grpc_port, GRPC_PORT_DEFAULT, bind)
         click.echo(f"serving {path} at {web_url(bind, web_port)} (Ctrl-C stops)")
     try:
         code = subprocess.call(viewer_argv(path, web=web, web_port=web_port, grpc_port=grpc_port, bind=bind))
     except KeyboardInterrupt:
         code = 0
     except OSError as exc:
-        raise click.ClickException(f"cannot start the Rerun viewer: {exc}") from exc
+        raise OperationalError(f"cannot start the Rerun viewer: {exc}") from exc
     if code != 0:
-        raise click.ClickException(f"the Rerun viewer exited with status {code}")
+        raise OperationalError(f"the Rerun viewer exited with status {code}")
