@@ -40,6 +40,7 @@ CALL_TIMEOUT_S = 300.0  # one DevTools call (a screenshot waits for a frame: slo
 TIMELINE_X, TIMELINE_Y = (300, 1712), 1065  # the time panel's scrub bar in a 1920x1080 window
 MIN_COLOURS = 200  # distinct (quantised) colours in a screenshot that shows data
 MIN_SATURATED = 0.004  # fraction of strongly coloured pixels (images, curves, scene)
+MIN_DRAWN = 0.05  # fraction of pixels far from the background colour (a mostly grey 3-D scene has few coloured ones)
 MIN_CHANGED = 0.002  # fraction of pixels that differ between the two timeline positions
 
 
@@ -190,7 +191,10 @@ def pixel_stats(png: Path) -> dict[str, float]:
     codes = quantised[:, 0] * 1024 + quantised[:, 1] * 32 + quantised[:, 2]
     hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
     saturated = (hsv[..., 1] > 120) & (hsv[..., 2] > 80)
-    return {"colours": float(np.unique(codes).size), "saturated": float(saturated.mean()),
+    values, counts = np.unique(codes, return_counts=True)
+    background = bgr.reshape(-1, 3)[codes == values[counts.argmax()]].mean(axis=0)
+    drawn = np.abs(bgr.reshape(-1, 3).astype(np.int16) - background).max(axis=1) > 48
+    return {"colours": float(values.size), "saturated": float(saturated.mean()), "drawn": float(drawn.mean()),
             "height": float(bgr.shape[0]), "width": float(bgr.shape[1])}
 
 
@@ -220,9 +224,9 @@ def problems(name: str, stats: dict[str, float]) -> list[str]:
     found = []
     if stats["colours"] < MIN_COLOURS:
         found.append(f"{name}: only {stats['colours']:.0f} distinct colours (an error page or an empty view)")
-    if stats["saturated"] < MIN_SATURATED:
-        found.append(f"{name}: {100 * stats['saturated']:.2f}% coloured pixels (expected >= "
-                     f"{100 * MIN_SATURATED:.1f}%: no images, curves or scene drawn)")
+    if stats["saturated"] < MIN_SATURATED and stats["drawn"] < MIN_DRAWN:
+        found.append(f"{name}: {100 * stats['saturated']:.2f}% coloured and {100 * stats['drawn']:.1f}% drawn pixels "
+                     f"(expected >= {100 * MIN_SATURATED:.1f}% or >= {100 * MIN_DRAWN:.0f}%: nothing drawn)")
     return found
 
 
@@ -283,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     found = []
     for name, png in shots:
         stats = pixel_stats(png)
-        print(f"{png.name}: {stats['colours']:.0f} colours, {100 * stats['saturated']:.2f}% coloured pixels")
+        print(f"{png.name}: {stats['colours']:.0f} colours, {100 * stats['saturated']:.2f}% coloured, "
+              f"{100 * stats['drawn']:.1f}% drawn pixels")
         found += problems(name, stats)
     if len(positions) >= 2:
         changed = changed_fraction(shots[0][1], shots[1][1])
