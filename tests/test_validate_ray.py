@@ -20,6 +20,7 @@ import pytest
 
 from replay_check.validate import FAULT_ENV, ValidateRequest, validate_dataset
 from tests.report_paths import report_folder
+from tests.test_validate import comparable
 
 pytestmark = pytest.mark.slow
 EPISODES, STEPS = 4, 30
@@ -78,15 +79,6 @@ def root(tmp_path_factory) -> Path:
 def ray_request(root: Path, report_dir: Path, cluster, **kw) -> ValidateRequest:
     return ValidateRequest(root=root, mode="state", report_dir=report_dir, plots=False, executor="ray",
                            ray_address=cluster.address, **kw)
-
-
-def comparable(summary: dict) -> dict:
-    summary = json.loads(json.dumps(summary))
-    summary.pop("run")
-    for entry in summary["episodes"]:
-        entry.pop("elapsed_s")
-        entry.pop("resumed")
-    return summary
 
 
 def outcome(report_dir: Path, root: Path, episode: int) -> dict:
