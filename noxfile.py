@@ -83,3 +83,17 @@ def browser(session: nox.Session) -> None:
         rrd = max(reports.glob("*/episode_*/recording.rrd"), key=lambda p: p.stat().st_mtime)
         out = rrd.parent / "screenshots"
     session.run("python", str(ROOT / "scripts" / "browser_check.py"), str(rrd), "--out", str(out))
+
+
+@nox.session(default=False)
+def vs_viewer(session: nox.Session) -> None:
+    """Time `replay-check run` against `lerobot-dataset-viz --save 1` on one episode (whole processes, alternating).
+
+    lerobot brings torch and its torchcodec needs a system FFmpeg (`apt-get install -y ffmpeg`); both stay out of
+    replay-check's own install. Arguments after `--` go to scripts/benchmark_vs_viewer.py (e.g. `--root DATASET`).
+    """
+    if not shutil.which("ffmpeg"):
+        session.error("ffmpeg not found: lerobot's torchcodec needs it (`sudo apt-get install -y ffmpeg`)")
+    session.install(".", "psutil>=5.9,<8", "lerobot")
+    session.run("python", str(ROOT / "scripts" / "benchmark_vs_viewer.py"), *session.posargs,
+                env={"MUJOCO_GL": "egl"})

@@ -1,0 +1,139 @@
+"""`replay-check run` against `lerobot-dataset-viz --save 1` on the same episode, whole processes (a benchmark).
+
+    python scripts/benchmark_vs_viewer.py                       # records a 400-step ALOHA insertion episode first
+    python scripts/benchmark_vs_viewer.py --root DATASET --episode 0 [--rounds 3] [--run-arg=--render-workers=0]
+
+The viewer only decodes the recorded frames and logs them; replay-check re-simulates, re-renders and compares every
+frame and writes its report and Rerun recording. Both run as child processes, alternating (A B A B ...) so drift of
+a shared machine hits both; the figures are per whole process tree: wall seconds, CPU seconds (the tree's user +
+sys, from the kernel's accounting of reaped children), and peak memory (the largest sum of RSS over the tree, and
+of PSS -- shared pages counted once -- sampled every 50 ms). The ratio is taken pair by pair and its median printed.
+`lerobot-dataset-viz` must be on PATH or given with --viewer (lerobot needs torch: install it in another venv, e.g.
+`nox -s vs_viewer`); its torchcodec needs a system FFmpeg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+
+@dataclass
+class Figures:
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    peak_pss_mb: float
+    code: int
+
+
+def _tree_memory(root: psutil.Process) -> tuple[float, float]:
+    """(RSS, PSS) in MB summed over a process and its descendants; processes that end meanwhile are skipped."""
+    rss = pss = 0.0
+    try:
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0, 0.0
+    for proc in procs:
+        try:
+            full = proc.memory_full_info()
+        except psutil.Error:
+            continue
+        rss += full.rss
+        pss += getattr(full, "pss", full.rss)
+    return rss / 2**20, pss / 2**20
+
+
+def measure(command: list[str], log: Path) -> Figures:
+    """Run one command to the end, sampling its tree's memory; CPU from the kernel's accounting of children."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    with log.open("ab") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        peaks = [0.0, 0.0]
+        done = threading.Event()
+
+        def sample() -> None:
+            ps = psutil.Process(proc.pid)
+            while not done.is_set():
+                rss, pss = _tree_memory(ps)
+                peaks[0], peaks[1] = max(peaks[0], rss), max(peaks[1], pss)
+                done.wait(0.05)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        code = proc.wait()
+        done.set()
+        sampler.join()
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Figures(wall, cpu, peaks[0], peaks[1], code)
+
+
+def _record(work: Path) -> Path:
+    from replay_check.record import record_dataset
+
+    root = work / "aloha_insertion"
+    record_dataset("aloha-insertion", 1, root, seed=0, env_state=False, progress=False)
+    return root
+
+
+def _row(name: str, values: list[float], unit: str) -> str:
+    return (f"  {name:<16} median {statistics.median(values):8.2f} {unit}   "
+            f"(min {min(values):.2f}, max {max(values):.2f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, help="dataset (default: record one 400-step ALOHA insertion episode)")
+    parser.add_argument("--episode", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=3, help="counted runs of each, after one warm-up of each")
+    parser.add_argument("--viewer", default=shutil.which("lerobot-dataset-viz"), help="path of lerobot-dataset-viz")
+    parser.add_argument("--run-arg", action="append", default=[], help="extra argument for `replay-check run`")
+    args = parser.parse_args()
+    if not args.viewer:
+        sys.exit("lerobot-dataset-viz not found: pass --viewer PATH (see the docstring)")
+    work = Path(tempfile.mkdtemp(prefix="replay-check-vs-viewer-"))
+    root = (args.root or _record(work)).resolve()
+    ours = [sys.executable, "-m", "replay_check", "run", "--root", str(root), "--episode", str(args.episode),
+            "--report-dir", str(work / "reports"), "--quiet", *args.run_arg]
+    viewer = [args.viewer, "--repo-id", "local/benchmark", "--root", str(root), "--episode-index",
+              str(args.episode), "--save", "1", "--output-dir", str(work / "viewer")]
+    env_note = f"MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')}, {os.cpu_count()} CPUs"
+    print(f"dataset {root} episode {args.episode}; {env_note}; logs in {work}")
+    results: dict[str, list[Figures]] = {"replay-check run": [], "lerobot-dataset-viz": []}
+    for round_ in range(args.rounds + 1):
+        for name, command in (("replay-check run", ours), ("lerobot-dataset-viz", viewer)):
+            figures = measure(command, work / f"{name.split()[0]}.log")
+            if figures.code not in (0, 1):
+                sys.exit(f"{name} exited {figures.code}; see {work}")
+            if round_:  # the first round warms caches and is not counted
+                results[name].append(figures)
+    for name, runs in results.items():
+        print(name)
+        print(_row("wall", [r.wall_s for r in runs], "s"))
+        print(_row("cpu", [r.cpu_s for r in runs], "s"))
+        print(_row("cpu / wall", [r.cpu_s / r.wall_s for r in runs], ""))
+        print(_row("peak RSS (tree)", [r.peak_rss_mb for r in runs], "MB"))
+        print(_row("peak PSS (tree)", [r.peak_pss_mb for r in runs], "MB"))
+    pairs = zip(results["replay-check run"], results["lerobot-dataset-viz"], strict=True)
+    ratios = [a.wall_s / b.wall_s for a, b in pairs]
+    print(f"wall ratio replay-check / viewer, pair by pair: median {statistics.median(ratios):.2f}x "
+          f"(min {min(ratios):.2f}, max {max(ratios):.2f})")
+
+
+if __name__ == "__main__":
+    main()
