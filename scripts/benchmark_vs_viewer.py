@@ -91,6 +91,19 @@ def _record(work: Path) -> Path:
     return root
 
 
+def _versions() -> str:
+    """Versions of both sides, when lerobot is installed next to replay-check (as `nox -s vs_viewer` does)."""
+    from importlib import metadata
+
+    found = []
+    for name in ("replay-check", "lerobot", "mujoco", "rerun-sdk"):
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} (not here)")
+    return ", ".join(found)
+
+
 def _row(name: str, values: list[float], unit: str) -> str:
     return (f"  {name:<16} median {statistics.median(values):8.2f} {unit}   "
             f"(min {min(values):.2f}, max {max(values):.2f})")
@@ -112,7 +125,7 @@ def main() -> None:
             "--report-dir", str(work / "reports"), "--quiet", *args.run_arg]
     viewer = [args.viewer, "--repo-id", "local/benchmark", "--root", str(root), "--episode-index",
               str(args.episode), "--save", "1", "--output-dir", str(work / "viewer")]
-    env_note = f"MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')}, {os.cpu_count()} CPUs"
+    env_note = f"MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')}, {os.cpu_count()} CPUs, {_versions()}"
     print(f"dataset {root} episode {args.episode}; {env_note}; logs in {work}")
     results: dict[str, list[Figures]] = {"replay-check run": [], "lerobot-dataset-viz": []}
     for round_ in range(args.rounds + 1):
