@@ -30,7 +30,8 @@ import check_aloha_estimator as aloha_check  # noqa: E402  (the sibling script's
 
 from replay_check.dataset import open_dataset  # noqa: E402
 from replay_check.initial_state.aloha import ObjectMeter, estimate_aloha_objects  # noqa: E402
-from replay_check.initial_state.pusht import BlockMeter, estimate_pusht_initial_state  # noqa: E402
+from replay_check.initial_state.pusht import estimate_pusht_initial_state  # noqa: E402
+from replay_check.initial_state.pusht_track import BlockMeter  # noqa: E402
 from replay_check.sims.aloha import AlohaAdapter  # noqa: E402
 from replay_check.sims.base import InitialState, Pose  # noqa: E402
 from replay_check.sims.pusht import PushTAdapter  # noqa: E402

@@ -64,7 +64,7 @@ def test_frame_without_block_is_an_estimation_error(adapter):
 
 
 def test_block_meter_tracks_a_moving_block_and_recovers_after_it_vanishes(adapter):
-    from replay_check.initial_state.pusht import BlockMeter
+    from replay_check.initial_state.pusht_track import BlockMeter
 
     meter = BlockMeter()
     for i in range(8):

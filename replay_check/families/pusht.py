@@ -38,7 +38,7 @@ def estimate(frame0: np.ndarray, robot_state0: np.ndarray, adapter, camera: str,
 
 
 def meter(adapter, camera: str, height: int, width: int, profile) -> ObjectMeasure:
-    from replay_check.initial_state.pusht import BlockMeter
+    from replay_check.initial_state.pusht_track import BlockMeter
 
     block_meter = BlockMeter()
 

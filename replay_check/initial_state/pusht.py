@@ -14,31 +14,16 @@ from scipy import optimize
 
 from replay_check.errors import EstimationError
 from replay_check.initial_state import fit
+from replay_check.initial_state.pusht_track import MIN_BLOCK_FRACTION, T_AREA, T_CENTROID_LOCAL, blockness, wrap_angle
 from replay_check.sims.base import InitialState, ObjectUncertainty, Pose, SimAdapter
-from replay_check.sims.pusht_geometry import BLOCK_RGB, T_KEYPOINTS_LOCAL, rotation
+from replay_check.sims.pusht_geometry import T_KEYPOINTS_LOCAL, rotation
 
 ARENA = 512
-# Area centroid of the T in the body frame: bar 120x30 centred at (0, 15), stem 30x90 at (0, 75).
-T_CENTROID_LOCAL = np.array([0.0, (3600 * 15 + 2700 * 75) / 6300])
-T_AREA = 6300.0
-COLOUR_RADIUS = 60.0  # RGB distance from the block's colours at which a pixel stops counting as block
-# The block is drawn as a filled polygon plus a 4 px outline in its darker base colour, which widens
+# The block is drawn as a filled polygon plus an outline in its darker base colour, which widens
 # the silhouette by about 1 unit per side (fitted on rendered frames).
-OUTLINE_RGB = (119, 136, 153)
 _GROW = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64)
 SILHOUETTE_LOCAL = np.vstack([T_KEYPOINTS_LOCAL[:4] + _GROW, T_KEYPOINTS_LOCAL[4:] + _GROW])
-MIN_BLOCK_FRACTION = 0.25  # fewer block pixels than this share of the T's area: no block in view
 SUBPIXEL_SHIFT = 4  # cv2.fillPoly fixed-point bits
-
-
-def blockness(frame: np.ndarray) -> np.ndarray:
-    """Per-pixel likelihood (0..1) of showing the block, from the distance to its fill or outline colour."""
-    pixels = frame.astype(np.float32)
-    distance = np.minimum(
-        np.linalg.norm(pixels - np.array(BLOCK_RGB, np.float32), axis=-1),
-        np.linalg.norm(pixels - np.array(OUTLINE_RGB, np.float32), axis=-1),
-    )
-    return np.clip(1.0 - distance / COLOUR_RADIUS, 0.0, 1.0)
 
 
 def t_coverage(pose: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -117,40 +102,6 @@ def measure_block(frame: np.ndarray, adapter: SimAdapter | None = None) -> tuple
     except EstimationError:
         return None
     return float(pose[0]), float(pose[1]), wrap_angle(pose[2])
-
-
-class BlockMeter:
-    """Per-frame block measurement for replays, warm-started from the previous frame's fit.
-
-    At 10 Hz the block moves a few pixels per frame, so starting from the last pose skips the coarse
-    angle sweep and most simplex iterations; a fit that lands clearly worse than the last one falls
-    back to the full search (a jump, or the block reappearing).
-    """
-
-    def __init__(self) -> None:
-        self._last: np.ndarray | None = None
-        self._last_cost = np.inf
-
-    def measure(self, frame: np.ndarray) -> tuple[float, float, float] | None:
-        try:
-            likelihood = _find_block(np.asarray(frame))
-        except EstimationError:
-            self._last = None
-            return None
-
-        def cost(pose: np.ndarray) -> float:
-            return silhouette_cost(pose, likelihood)
-
-        result = None
-        if self._last is not None:
-            result = _nelder_mead(cost, self._last, (2.0, 2.0, np.deg2rad(2.0)), 150)
-            if result.fun > 1.5 * self._last_cost + 1e-3:
-                result = None
-        if result is None:
-            coarse, _ = coarse_pose(likelihood)
-            result = _nelder_mead(cost, coarse, (4.0, 4.0, np.deg2rad(4.0)), 400)
-        self._last, self._last_cost = np.asarray(result.x), float(result.fun)
-        return float(result.x[0]), float(result.x[1]), wrap_angle(result.x[2])
 
 
 def luma(image: np.ndarray) -> np.ndarray:
@@ -244,8 +195,3 @@ def estimate_pusht_initial_state(
         details=details,
         uncertainty={} if uncertainty is None else {"block": uncertainty},
     )
-
-
-def wrap_angle(angle: float) -> float:
-    """Angle in [-pi, pi)."""
-    return float((angle + np.pi) % (2 * np.pi) - np.pi)
