@@ -11,7 +11,7 @@ import contextlib
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +23,7 @@ from replay_check.families import family_of
 from replay_check.initial_state import FrameObjectMeter, object_measure, recover_initial_state
 from replay_check.profiles import Profile
 from replay_check.provenance import versions
+from replay_check.recorded import FrameFeed, RecordedAhead
 from replay_check.render_workers import RenderWorkers, auto_worker_count, process_pss_mb
 from replay_check.sims import make_adapter
 from replay_check.sims.base import InitialState, Pose, SimAdapter, SimObservation, SimSpec
@@ -32,6 +33,7 @@ Progress = Callable[[int, int], None]
 # Called after every physics step with (t, adapter), e.g. a contact timeline; must not change the simulation.
 Probe = Callable[[int, SimAdapter], None]
 PIPELINE_DEPTH_PER_WORKER = 2  # steps the physics side may run ahead of the comparison, per render worker
+RECORDED_AHEAD_DEPTH = 8  # recorded frames decoded and measured ahead of the comparison (96x96: 27 KB each)
 
 
 def validate_episode(episode: Episode, profile: Profile, settings: ReplaySettings) -> list[str]:
@@ -120,6 +122,7 @@ def replay_episode(
     physics: dict[str, float] | None = None,
     probes: Sequence[Probe] = (),
     conclude: Callable[[ReplayResult], ReplayResult] | None = None,
+    recorded_ahead: bool | None = None,
 ) -> ReplayResult:
     """Replay `episode` in the profile's simulator and return its metrics, divergences and verdict.
 
@@ -130,6 +133,10 @@ def replay_episode(
     `render_workers`: processes rendering the compared frames while this one steps ahead (None: one
     per core for families whose frames are costly, 0: render here, in step order). The result is the
     same either way, bit for bit.
+
+    `recorded_ahead`: decode the recorded frames and measure them in a thread ahead of the comparison
+    (None: where the measurement needs no replay, i.e. a one-sided frame meter like PushT's; False:
+    in step order on this thread). Same result either way, bit for bit.
     """
     settings = settings or ReplaySettings(tolerances=profile.tolerances)
     cameras = validate_episode(episode, profile, settings)
@@ -150,7 +157,7 @@ def replay_episode(
             workers.ready()
             timer.add("render_workers_start", start)
         columns, offsets, final = _run_steps(episode, profile, settings, adapter, cameras, sinks, timer, progress,
-                                             workers, probes)
+                                             workers, probes, recorded_ahead)
     except BaseException:
         abort_sinks(sinks)
         raise
@@ -200,10 +207,6 @@ def _render_workers(episode: Episode, profile: Profile, cameras: Sequence[str], 
                          python=getattr(adapter, "python", None), isolated=getattr(adapter, "isolated", False))
 
 
-def _frame_streams(episode: Episode, cameras: Sequence[str]) -> dict[str, Iterator[np.ndarray]]:
-    return {key: iter(episode.cameras[key].iter_frames(0)) for key in cameras}
-
-
 @dataclass
 class _Stepped:
     """One step as the physics side produced it, waiting for its frames and comparison."""
@@ -236,6 +239,7 @@ def _run_steps(
     progress: Progress | None,
     workers: RenderWorkers | None = None,
     probes: Sequence[Probe] = (),
+    recorded_ahead: bool | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, alignment.FrameOffset], dict[str, float]]:
     """Step physics, render, compare and log every step.
 
@@ -243,8 +247,18 @@ def _run_steps(
     workers, the physics side runs up to `workers.depth` steps ahead of the comparison side and
     hands each step's snapshot to the workers; both sides see the same states in the same order.
     """
+    compare = _Comparer(episode, profile, adapter, cameras, settings.image_stride, sinks, timer, progress,
+                        recorded_ahead)
+    try:
+        return _step_loop(episode, profile, settings, adapter, cameras, sinks, timer, compare, workers, probes)
+    finally:
+        compare.close()
+
+
+def _step_loop(episode: Episode, profile: Profile, settings: ReplaySettings, adapter: SimAdapter,
+               cameras: Sequence[str], sinks: Sequence[Sink], timer: _Timer, compare: _Comparer,
+               workers: RenderWorkers | None, probes: Sequence[Probe]):
     length = episode.length
-    compare = _Comparer(episode, profile, adapter, cameras, settings.image_stride, sinks, timer, progress)
     depth = workers.depth if workers is not None else 0
     pending: deque[_Stepped] = deque()
     wall0, own0, (cpu0, _) = time.perf_counter(), time.process_time(), _loop_usage(workers)
@@ -260,7 +274,7 @@ def _run_steps(
             sim = adapter.observe()
         for probe in probes:
             probe(t, adapter)
-        keys = list(cameras) if cameras and t % settings.image_stride == 0 else []
+        keys = _compared(cameras, settings.image_stride, t)
         tick = timer.add("physics", tick)
         frames = None
         if workers is None:
@@ -291,22 +305,9 @@ def _run_steps(
     return _to_columns(compare.rows, length), _frame_offsets(compare.opening), final
 
 
-class _FrameFeed:
-    """Recorded frames in step order: every frame is decoded (sources are sequential), compared ones kept."""
-
-    def __init__(self, episode: Episode, cameras: Sequence[str]):
-        self.streams = _frame_streams(episode, cameras)
-        self.length = episode.length
-
-    def next(self, t: int, keys: Sequence[str]) -> dict[str, np.ndarray]:
-        frames: dict[str, np.ndarray] = {}
-        for key, stream in self.streams.items():
-            frame = next(stream, None)
-            if frame is None:
-                raise InputError(f"camera {key!r} ran out of frames at frame {t} of {self.length}")
-            if key in keys:
-                frames[key] = frame
-        return frames
+def _compared(cameras: Sequence[str], stride: int, t: int) -> list[str]:
+    """The dataset cameras compared at step t (every `stride`-th step)."""
+    return list(cameras) if cameras and t % stride == 0 else []
 
 
 class _OffsetProbe:
@@ -335,15 +336,24 @@ class _ObjectObserver:
         if episode.environment_state is None and cameras:
             self.measure = object_measure(episode, profile, adapter)
 
+    @property
+    def one_sided(self) -> bool:
+        """Whether only recorded frames are measured (so that can run ahead of the replay)."""
+        return self.measure is not None and not self.measure.symmetric
+
     def observe(self, t: int, sim: SimObservation, recorded_frames: dict[str, np.ndarray],
-                replayed_frames: dict[str, np.ndarray]) -> tuple[dict[str, Pose | None] | None, dict[str, Pose | None]]:
-        """(recorded poses or None when unknown at this step, replayed poses)."""
+                replayed_frames: dict[str, np.ndarray], measured: dict[str, Pose | None] | None = None,
+                ) -> tuple[dict[str, Pose | None] | None, dict[str, Pose | None]]:
+        """(recorded poses or None when unknown at this step, replayed poses).
+
+        `measured`: the recorded frame's poses when they were measured ahead (RecordedAhead).
+        """
         replayed: dict[str, Pose | None] = dict(sim.objects)
         measure = self.measure
         if self.episode.environment_state is not None:
             return dict(self.objects_from_env(self.episode.environment_state[t], self.objects)), replayed
         if measure is not None and measure.camera in recorded_frames:
-            recorded = measure.measure(recorded_frames[measure.camera])
+            recorded = measured if measured is not None else measure.measure(recorded_frames[measure.camera])
             if measure.symmetric:
                 # Measured the same way, the measurement's biases (lifted or occluded objects, perspective)
                 # cancel and only a real difference between the scenes remains.
@@ -364,15 +374,29 @@ class _Comparer:
     """The comparison side of the step loop: frames, objects, offset probe, metrics and sinks, in step order."""
 
     def __init__(self, episode: Episode, profile: Profile, adapter: SimAdapter, cameras: Sequence[str], stride: int,
-                 sinks: Sequence[Sink], timer: _Timer, progress: Progress | None):
+                 sinks: Sequence[Sink], timer: _Timer, progress: Progress | None, ahead: bool | None = None):
         self.episode, self.profile, self.sinks, self.timer, self.progress = episode, profile, sinks, timer, progress
         self.cameras = list(cameras)
         self.state_names = list(episode.state_names or [f"state_{i}" for i in range(episode.state.shape[1])])
-        self.feed = _FrameFeed(episode, cameras)
         self.objects = _ObjectObserver(episode, profile, adapter, cameras)
+        self.feed = FrameFeed(episode, cameras)
+        self.ahead: RecordedAhead | None = None
+        if cameras and (self.objects.one_sided if ahead is None else ahead):
+            meter = self.objects.measure if self.objects.one_sided else None
+            self.ahead = RecordedAhead(self.feed, lambda t: _compared(self.cameras, stride, t),
+                                       meter.camera if meter else None, meter.measure if meter else None,
+                                       RECORDED_AHEAD_DEPTH)
         self.probe = _OffsetProbe(cameras, stride)
         self.planar = family_of(profile).planar
         self.rows: list[dict[str, float]] = []
+
+    def close(self) -> None:
+        if self.ahead is not None:
+            self.ahead.close()
+            for phase, seconds in self.ahead.spent.items():  # the thread's own time, beside the main's
+                self.timer.totals[f"ahead_{phase}"] = seconds
+        else:
+            self.feed.close()
 
     @property
     def opening(self) -> dict[str, tuple[list[np.ndarray], list[np.ndarray]]]:
@@ -392,13 +416,17 @@ class _Comparer:
         episode, profile, timer = self.episode, self.profile, self.timer
         t, sim, length = stepped.t, stepped.sim, episode.length
         tick = time.perf_counter()
-        recorded_frames = self.feed.next(t, stepped.keys)
+        measured = None
+        if self.ahead is not None:
+            recorded_frames, measured = self.ahead.next(t)  # the wait for them counts as decode
+        else:
+            recorded_frames = self.feed.next(t, stepped.keys)
         tick = timer.add("decode", tick)
         replayed_frames = self._replayed_frames(stepped, workers)
         if stepped.frames is None:
             tick = timer.add("render", tick)
         self.probe.add(t, recorded_frames, replayed_frames)
-        recorded_poses, replayed_poses = self.objects.observe(t, sim, recorded_frames, replayed_frames)
+        recorded_poses, replayed_poses = self.objects.observe(t, sim, recorded_frames, replayed_frames, measured)
         gaps = self.objects.gaps(recorded_poses, replayed_poses, recorded_frames)
         tick = timer.add("objects", tick)
         step = StepRecord(

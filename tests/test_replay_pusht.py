@@ -144,3 +144,22 @@ def test_validate_takes_environment_state_from_a_twin(pusht_pair, tmp_path):
     assert batch.counts["pass"] == 1, batch.summary
     report = json.loads((report_folder(tmp_path, pusht_pair[1]) / "episode_000000" / "report.json").read_text())
     assert report["initial_state"]["method"] == "environment_state"
+
+
+@pytest.mark.parametrize("stride", [1, 3])
+def test_recorded_frames_measured_ahead_give_the_serial_result(pusht_pair, stride):
+    import threading
+
+    episode = open_dataset(root=pusht_pair[1]).episode(0)
+    profile = available_profiles()["pusht"]
+    settings = ReplaySettings(mode="images", tolerances=profile.tolerances, image_stride=stride)
+    threads = threading.active_count()
+    results = {ahead: replay_episode(episode, profile, settings, recorded_ahead=ahead) for ahead in (False, None)}
+    assert threading.active_count() == threads  # the thread is gone after the replay
+    serial, ahead = results[False], results[None]
+    assert "ahead_objects" in ahead.timings_ms_per_step and "ahead_objects" not in serial.timings_ms_per_step
+    assert sorted(serial.metrics) == sorted(ahead.metrics)
+    assert any(name.startswith("block") or "object" in name for name in serial.metrics)
+    for name, column in serial.metrics.items():
+        np.testing.assert_array_equal(ahead.metrics[name], column, err_msg=name)
+    assert serial.verdict == ahead.verdict
