@@ -9,8 +9,6 @@ only the episodes without a report.
 from __future__ import annotations
 
 import json
-import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from replay_check.validate import FAULT_ENV, ValidateRequest, validate_dataset
+from tests.ray_cluster import local_cluster, wait_for_cpus
 from tests.report_paths import report_folder
 from tests.test_validate import comparable
 
@@ -29,42 +28,19 @@ EPISODES, STEPS = 4, 30
 @pytest.fixture(scope="module")
 def cluster():
     """A head and a second node, one CPU each, everything on 127.0.0.1; the driver stays connected."""
-    # Without this (read when ray is imported), Ray rewrites a 127.0.0.1 address to the machine's outward IP
-    # before connecting, and the nodes bound to 127.0.0.1 are unreachable.
-    saved = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    import ray
-    from ray.cluster_utils import Cluster
-
-    try:
-        for attempt in range(3):  # Ray gives a node a fixed 30 s to register, which a loaded machine can miss
-            cluster = Cluster()
-            try:
-                cluster.add_node(num_cpus=1, include_dashboard=False, node_ip_address="127.0.0.1")
-                cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
-                ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
-                cluster.wait_for_nodes()
-                break
-            except Exception:
-                ray.shutdown()
-                cluster.shutdown()
-                if attempt == 2:
-                    raise
+    with local_cluster(1, 1) as cluster:
         yield cluster
-        ray.shutdown()
-        cluster.shutdown()
-    finally:
-        if saved is None:
-            os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
-        else:
-            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = saved
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
+    return record_four(tmp_path_factory.mktemp("ray") / "pusht_four")
+
+
+def record_four(root: Path) -> Path:
+    """EPISODES recorded PushT episodes of STEPS steps; episode 1's actions shifted by 60 px, so it fails."""
     from replay_check.record import record_dataset
 
-    root = tmp_path_factory.mktemp("ray") / "pusht_four"
     record_dataset("pusht", EPISODES, root, seed=0, progress=False, steps=STEPS)
     path = next((root / "data").rglob("*.parquet"))
     table = pq.read_table(path)
@@ -113,8 +89,6 @@ def test_ray_worker_killed_mid_episode_is_an_error(cluster, root, tmp_path, monk
 
 
 def test_interrupted_ray_run_cancels_and_resumes(cluster, root, tmp_path):
-    import ray
-
     def interrupt_after_first(event):
         if event.kind == "done":
             raise KeyboardInterrupt
@@ -123,10 +97,7 @@ def test_interrupted_ray_run_cancels_and_resumes(cluster, root, tmp_path):
     assert first.interrupted and first.exit_code() == 130
     done = sorted(p.parent.name for p in report_folder(tmp_path, root).glob("episode_*/report.json"))
     assert len(done) == 1 and first.counts["skipped"] == EPISODES - 1
-    deadline = time.monotonic() + 20  # the cancelled task's worker is killed and its CPU returns
-    while ray.available_resources().get("CPU", 0) < 2:
-        assert time.monotonic() < deadline, ray.available_resources()
-        time.sleep(0.2)
+    wait_for_cpus(2)  # the cancelled task's worker is killed and its CPU returns
     events = []
     again = validate_dataset(ray_request(root, tmp_path, cluster), on_event=events.append)
     assert [f"episode_{e.episode:06d}" for e in events if e.kind == "skip"] == done
