@@ -9,6 +9,11 @@ only the episodes without a report.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from replay_check.validate import FAULT_ENV, ValidateRequest, validate_dataset
-from tests.ray_cluster import local_cluster, wait_for_cpus
+from tests.ray_cluster import LOOPBACK_ENV, local_cluster, task_processes, wait_for_cpus
 from tests.report_paths import report_folder
 from tests.test_validate import comparable
 
@@ -103,3 +108,37 @@ def test_interrupted_ray_run_cancels_and_resumes(cluster, root, tmp_path):
     assert [f"episode_{e.episode:06d}" for e in events if e.kind == "skip"] == done
     assert len([e for e in events if e.kind == "start"]) == EPISODES - 1
     assert (again.counts["pass"], again.counts["fail"]) == (3, 1) and again.summary["run"]["resumed"] == 1
+
+
+def test_cli_ctrl_c_on_ray_cancels_outstanding_tasks_and_a_rerun_resumes(cluster, root, tmp_path):
+    def cli(env: dict) -> subprocess.Popen:
+        args = [sys.executable, "-m", "replay_check", "validate", "--root", str(root), "--mode", "state",
+                "--no-plots", "--report-dir", str(tmp_path), "--executor", "ray", "--ray-address", cluster.address]
+        return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, **LOOPBACK_ENV, **env})
+
+    folder = report_folder(tmp_path, root)
+    proc = cli({FAULT_ENV: f"{EPISODES - 1}=hang"})  # the last episode holds its CPU until cancelled
+    nodes = [cluster.head_node, *cluster.worker_nodes]
+    deadline = time.monotonic() + 90
+    while len(list(folder.glob("episode_*/report.json"))) < EPISODES - 1 or not any(map(task_processes, nodes)):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, list(folder.glob("episode_*/*"))
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["run"]["interrupted"] is True and summary["run"]["executor"] == "ray"
+    assert {k: summary["counts"][k] for k in ("pass", "fail", "error", "skipped")} == {
+        "pass": 2, "fail": 1, "error": 0, "skipped": 1}
+    assert not (folder / f"episode_{EPISODES - 1:06d}").exists()
+    wait_for_cpus(2)  # the hanging task was cancelled: its worker is killed and its CPU returns
+    again = cli({})
+    _, stderr = again.communicate(timeout=120)
+    assert again.returncode == 1, stderr  # episode 1 fails
+    summary = json.loads((folder / "summary.json").read_text())
+    assert (summary["run"]["ran"], summary["run"]["resumed"], summary["run"]["interrupted"]) == (1, EPISODES - 1,
+                                                                                                 False)
+    assert (summary["counts"]["pass"], summary["counts"]["fail"], summary["counts"]["skipped"]) == (3, 1, 0)
