@@ -7,9 +7,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from replay_check.executors import ray as ray_executor
+
 # Without this (read when ray is imported), Ray rewrites a 127.0.0.1 address to the machine's outward IP before
 # connecting, and nodes bound to 127.0.0.1 are unreachable. Also needed in a driver subprocess's environment.
-LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+LOOPBACK_ENV = {ray_executor.LOOPBACK_ENV: "0"}
 # A killed node is declared dead after ~0.6 s instead of Ray's default of about 15 s.
 FAST_NODE_DEATH = {"health_check_period_ms": 200, "health_check_timeout_ms": 200,
                    "health_check_failure_threshold": 3, "health_check_initial_delay_ms": 0}

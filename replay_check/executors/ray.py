@@ -7,20 +7,28 @@ version, on every node. A task whose worker process dies or whose node is lost i
 `max_retries` times by Ray, then becomes "error"; a task past the timeout is cancelled (its worker is
 killed) and becomes "error"; Ctrl-C cancels every outstanding task. At most `capacity` tasks are in
 flight (default: the cluster's CPUs / cpus_per_task), so the timeout is measured from a task's start.
+The private instance (no address) listens on 127.0.0.1 only, provided Ray is first imported here (the
+setting then holds for the whole process: connect to a remote cluster from another process).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from replay_check.errors import InputError, OperationalError
 from replay_check.executors.job import Job, JobResult, run_job
 
 DEFAULT_RETRIES = 1
+# Read once, when ray is imported. "0" makes Ray take 127.0.0.1 as this machine's address, so a private
+# instance binds its servers to the loopback; otherwise (Linux default) they listen on every interface.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
-def _import_ray():
+def _import_ray(*, private: bool = False):
+    if private and "ray" not in sys.modules:
+        os.environ.setdefault(LOOPBACK_ENV, "0")  # inherited by the instance's processes too
     try:
         import ray
     except ImportError:
@@ -33,7 +41,8 @@ class RayExecutor:
 
     def __init__(self, *, address: str | None = None, workers: int | None = None, timeout: float | None = None,
                  cpus_per_task: float = 1.0, max_retries: int = DEFAULT_RETRIES):
-        ray = self._ray = _import_ray()
+        address = address or os.environ.get("RAY_ADDRESS") or None  # RAY_ADDRESS: set by `ray job submit`
+        ray = self._ray = _import_ray(private=address is None)
         if cpus_per_task <= 0:
             raise InputError(f"--cpus-per-task {cpus_per_task:g}; expected a positive number")
         self._owns_connection = not ray.is_initialized()
@@ -51,7 +60,6 @@ class RayExecutor:
 
     def _connect(self, address: str | None) -> None:
         options = {"log_to_driver": False, "logging_level": "ERROR", "configure_logging": True}
-        address = address or os.environ.get("RAY_ADDRESS") or None  # RAY_ADDRESS: set by `ray job submit`
         try:
             if address is None:  # a private instance on this machine, reachable from here only
                 self._ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", **options)

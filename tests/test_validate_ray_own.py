@@ -1,20 +1,26 @@
-"""validate --executor ray when nodes are lost mid-episode, on a cluster of its own (its nodes come and go).
+"""validate --executor ray on Ray instances of its own: nodes lost mid-episode, and the private instance.
 
-The head has no CPUs, so every task runs on the one worker node present when it starts, and the test
-decides where each attempt runs by adding and killing nodes (raylet and all, not gracefully). Ray's
-bounded retry: an episode whose node is lost on both attempts is `error`; one whose first node is lost
-while a second node is free passes on the retry with the same verdict.
+Node loss: the head has no CPUs, so every task runs on the one worker node present when it starts, and
+the test decides where each attempt runs by adding and killing nodes (raylet and all, not gracefully).
+Ray's bounded retry: an episode whose node is lost on both attempts is `error`; one whose first node is
+lost while a second node is free gets its real verdict from the retry.
+Private instance: `validate --executor ray` with no address starts Ray itself, on 127.0.0.1 only, and
+leaves no process behind.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 
 import psutil
 import pytest
 
+from replay_check.executors.ray import LOOPBACK_ENV
 from replay_check.validate import FAULT_ENV, ValidateRequest, validate_dataset
 from tests.ray_cluster import FAST_NODE_DEATH, local_cluster, wait_for_task
 from tests.report_paths import report_folder
@@ -78,3 +84,36 @@ def test_lost_nodes_retry_once_then_error_and_the_batch_completes(tmp_path, monk
     assert done[1] and not done[1].endswith(f":{stopped[0].pid}")
     assert (folder / "summary.json").exists() and (folder / "junit.xml").exists()
     assert gone(killed + stopped), [p for p in killed + stopped if p.is_running()]
+
+
+def loopback(ip: str) -> bool:
+    return ip in ("127.0.0.1", "::1", "::ffff:127.0.0.1")
+
+
+def test_private_instance_listens_on_loopback_only_and_stops(tmp_path):
+    root = record_four(tmp_path / "pusht_four")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", LOOPBACK_ENV)}
+    args = [sys.executable, "-m", "replay_check", "validate", "--root", str(root), "--mode", "state", "--no-plots",
+            "-q", "--report-dir", str(tmp_path / "reports"), "--executor", "ray"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    driver, started, listening = psutil.Process(proc.pid), {}, set()
+    while proc.poll() is None:  # the instance's processes (GCS, raylet, workers) are the driver's descendants
+        try:
+            processes = [driver, *driver.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            break
+        for process in processes:
+            try:
+                started.setdefault(process.pid, process)
+                listening |= {(c.laddr.ip, process.name()) for c in process.net_connections(kind="inet")
+                              if c.status == psutil.CONN_LISTEN}
+            except psutil.Error:
+                pass
+        time.sleep(0.1)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr  # episode 1 fails
+    summary = json.loads((report_folder(tmp_path / "reports", root) / "summary.json").read_text())
+    assert summary["run"]["executor"] == "ray" and (summary["counts"]["pass"], summary["counts"]["fail"]) == (3, 1)
+    assert any(name == "gcs_server" for _, name in listening), listening
+    assert all(loopback(ip) for ip, _ in listening), listening
+    assert gone([p for pid, p in started.items() if pid != proc.pid])
