@@ -89,11 +89,19 @@ def browser(session: nox.Session) -> None:
 def vs_viewer(session: nox.Session) -> None:
     """Time `replay-check run` against `lerobot-dataset-viz --save 1` on one episode (whole processes, alternating).
 
-    lerobot brings torch and its torchcodec needs a system FFmpeg (`apt-get install -y ffmpeg`); both stay out of
+    lerobot 0.4 (the writer of the v3.0 format we read) brings torch and pins an older rerun-sdk, so it is installed in
+    a venv of its own; its torchcodec needs a system FFmpeg (`apt-get install -y ffmpeg`). Neither enters
     replay-check's own install. Arguments after `--` go to scripts/benchmark_vs_viewer.py (e.g. `--root DATASET`).
     """
     if not shutil.which("ffmpeg"):
         session.error("ffmpeg not found: lerobot's torchcodec needs it (`sudo apt-get install -y ffmpeg`)")
-    session.install(".", "psutil>=5.9,<8", "lerobot")
-    session.run("python", str(ROOT / "scripts" / "benchmark_vs_viewer.py"), *session.posargs,
-                env={"MUJOCO_GL": "egl"})
+    session.install(".", "psutil>=5.9,<8")
+    # lerobot pins an older rerun-sdk than ours: it gets a venv of its own next to the session's (uv comes with us).
+    viewer_env = Path(session.virtualenv.location).with_name("vs_viewer-lerobot")
+    if not (viewer_env / "bin" / "lerobot-dataset-viz").exists():
+        python = Path(session.virtualenv.location) / "bin" / "python"
+        session.run("python", "-m", "uv", "venv", "--quiet", "--python", str(python), str(viewer_env))
+        session.run("python", "-m", "uv", "pip", "install", "--quiet", "--python", str(viewer_env / "bin" / "python"),
+                    "lerobot>=0.4.4,<0.5")
+    session.run("python", str(ROOT / "scripts" / "benchmark_vs_viewer.py"), "--viewer",
+                str(viewer_env / "bin" / "lerobot-dataset-viz"), *session.posargs, env={"MUJOCO_GL": "egl"})
