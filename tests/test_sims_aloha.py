@@ -44,3 +44,43 @@ def test_unknown_task_and_wrong_state_width_are_errors():
         AlohaAdapter("stack")
     with pytest.raises(ValueError, match=r"shape \(13,\). Expected \(14,\)"):
         robot_state_to_qpos(np.zeros(13))
+
+
+def test_kept_cameras_render_what_a_fresh_dm_control_render_gives_bit_for_bit():
+    """Each (camera, size) keeps one dm_control Camera; every frame must equal `physics.render`'s own, also
+    after a hypothesis, a render at another size and a snapshot render, and earlier frames stay as returned."""
+    rows = scripted_rows("insertion", 3)
+    adapter = AlohaAdapter("insertion", {"top": (480, 640)})
+    fresh = AlohaAdapter("insertion", {"top": (480, 640)})
+    try:
+        objects = sample_object_poses("insertion", 3)
+        adapter.restore(InitialState(rows[0].state, objects, "truth"))
+
+        def same(frame, physics=adapter.physics, size=(480, 640)):
+            expected = physics.render(height=size[0], width=size[1], camera_id="top")
+            assert frame.shape == expected.shape and frame.dtype == expected.dtype
+            assert np.array_equal(frame, expected)
+
+        first = adapter.render("top")
+        kept = first.copy()
+        same(first)
+        start = adapter.snapshot()
+        for row in rows[:10]:
+            adapter.step(row.action)
+        stepped = adapter.render("top")
+        same(stepped)
+        assert not np.array_equal(stepped, kept)
+        assert np.array_equal(first, kept)  # the later render did not write into the earlier frame
+        moved = {name: type(pose)(pose.position + np.array([0.02, -0.01, 0.0]), pose.quaternion)
+                 for name, pose in objects.items()}
+        small = adapter.render_hypothesis("top", rows[0].state, moved, size=(120, 160))
+        fresh.restore(InitialState(rows[0].state, moved, "truth"))
+        same(small, fresh.physics, (120, 160))
+        same(adapter.render_hypothesis("top", rows[0].state, moved), fresh.physics)
+        same(adapter.render("top"))  # back in the stepped state, full size again
+        back = adapter.render_snapshot("top", start)
+        fresh.restore(InitialState(rows[0].state, objects, "truth"))
+        same(back, fresh.physics)
+    finally:
+        adapter.close()
+        fresh.close()

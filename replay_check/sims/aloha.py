@@ -3,6 +3,11 @@
 gym-aloha's `env.step` renders three 480x640 cameras every step; replay only needs physics plus the
 cameras a dataset has, so this adapter owns a dm_control Physics and the gym-aloha Task and steps
 them the way `dm_control.rl.control.Environment` does (task.before_step, physics.step(n_sub_steps)).
+
+The Task is imported when the adapter first steps or scores: gym-aloha's task module imports
+dm_control.suite and with it scipy.ndimage (~0.3 s and ~25 MB), which a render worker never needs.
+Each camera keeps one dm_control `Camera` (its MjvScene and pixel buffer) per image size instead of
+`physics.render` building and freeing one per frame; the pixels are the same, bit for bit.
 """
 
 from __future__ import annotations
@@ -14,17 +19,18 @@ import numpy as np
 from dm_control.mujoco import engine
 from dm_control.rl.control import PhysicsError
 from gym_aloha import constants
-from gym_aloha.tasks.sim import InsertionTask, TransferCubeTask
 
 from replay_check.errors import EstimationError, ProfileError
 from replay_check.sims.base import InitialState, ObjectShape, Pose, SceneGeometry, SimObservation, SimSpec
 from replay_check.sims.camera import PinholeCamera
 
-# Free-joint qpos slices after the 16 arm/finger joints, in environment_state order.
+# Model file, gym_aloha.tasks.sim class name and objects (free-joint qpos after the 16 arm/finger
+# joints, in environment_state order).
 TASKS = {
-    "insertion": ("bimanual_viperx_insertion.xml", InsertionTask, ("peg", "socket")),
-    "transfer_cube": ("bimanual_viperx_transfer_cube.xml", TransferCubeTask, ("cube",)),
+    "insertion": ("bimanual_viperx_insertion.xml", "InsertionTask", ("peg", "socket")),
+    "transfer_cube": ("bimanual_viperx_transfer_cube.xml", "TransferCubeTask", ("cube",)),
 }
+MAX_CAMERAS = 8  # cached (camera, height, width) renderers per adapter
 ARM_QPOS = 16
 LEFT_FINGER, RIGHT_FINGER = 6, 14  # qpos index of each side's first finger joint
 LEFT_GRIPPER, RIGHT_GRIPPER = 6, 13  # index of each side's gripper in the 14-d dataset layout
@@ -121,12 +127,13 @@ class AlohaAdapter:
                  physics: dict[str, float] | None = None, render: dict[str, float] | None = None):
         if task not in TASKS:
             raise ProfileError(f"unknown gym-aloha task {task!r}; expected one of {sorted(TASKS)}")
-        xml, task_cls, objects = TASKS[task]
+        xml, self._task_class, objects = TASKS[task]
         self.task_name = task
         self.physics = engine.Physics.from_xml_path(str(constants.ASSETS_DIR / xml))
         _apply_physics(self.physics.model, dict(physics or {}))
         _apply_render(self.physics.model, dict(render or {}))
-        self.task = task_cls()
+        self._task = None
+        self._renderers: dict[tuple[str, int, int], engine.Camera] = {}
         self.object_names = objects
         self.cameras = dict(cameras or {})
         self.camera_names = tuple(self.cameras)
@@ -142,6 +149,15 @@ class AlohaAdapter:
     @classmethod
     def from_spec(cls, spec: SimSpec) -> AlohaAdapter:
         return cls(spec.task, dict(spec.cameras), dict(spec.physics), dict(spec.render))
+
+    @property
+    def task(self):
+        """gym-aloha's Task (before_step, get_reward, max_reward), imported and built on first use."""
+        if self._task is None:
+            from gym_aloha.tasks import sim
+
+            self._task = getattr(sim, self._task_class)()
+        return self._task
 
     # -- state ------------------------------------------------------------------------------
     def restore(self, initial: InitialState) -> None:
@@ -251,7 +267,19 @@ class AlohaAdapter:
     # -- observation ----------------------------------------------------------------------------
     def render(self, camera: str) -> np.ndarray:
         height, width = self.cameras.get(camera, (480, 640))
-        return self.physics.render(height=height, width=width, camera_id=camera)
+        return self._render(camera, height, width)
+
+    def _render(self, camera: str, height: int, width: int) -> np.ndarray:
+        """What `physics.render(height, width, camera_id=camera)` returns, from a kept Camera (a copy)."""
+        key = (camera, height, width)
+        renderer = self._renderers.get(key)
+        if renderer is None:
+            if len(self._renderers) >= MAX_CAMERAS:
+                oldest = next(iter(self._renderers))
+                self._renderers.pop(oldest).scene.free()
+            renderer = engine.Camera(self.physics, height=height, width=width, camera_id=camera)
+            self._renderers[key] = renderer
+        return renderer.render().copy()  # the render is a view of the Camera's own buffer
 
     def render_hypothesis(self, camera: str, robot_state: np.ndarray, object_poses: dict[str, Pose],
                           size: tuple[int, int] | None = None) -> np.ndarray:
@@ -260,7 +288,7 @@ class AlohaAdapter:
         current, reward, unstable = self.snapshot(), self._reward, self._unstable
         try:
             self._reset_to(robot_state, object_poses)
-            return self.physics.render(height=height, width=width, camera_id=camera)
+            return self._render(camera, height, width)
         finally:
             self._load_snapshot(current)
             self._reward, self._unstable = reward, unstable
@@ -307,6 +335,9 @@ class AlohaAdapter:
         return self._unstable
 
     def close(self) -> None:
+        for renderer in self._renderers.values():
+            renderer.scene.free()
+        self._renderers.clear()
         self.physics.free()
 
 

@@ -10,6 +10,7 @@ Requests: ("make", args, kwargs, pool) -> adapter description; ("call", method, 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import signal
 import sys
@@ -27,9 +28,11 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _describe(adapter) -> dict:
+    """Public plain-value attributes and method names; properties are left unread (one may be costly:
+    the ALOHA adapter builds gym-aloha's task, and its imports, on first access)."""
     attrs, methods = {}, []
     for name in dir(adapter):
-        if name.startswith("_"):
+        if name.startswith("_") or isinstance(inspect.getattr_static(type(adapter), name, None), property):
             continue
         try:
             value = getattr(adapter, name)
