@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -115,3 +117,41 @@ def test_pusht_draws_its_small_frames_in_process_by_default():
     episode, initial, profile = _case("pusht")
     result, _ = _replay(episode, initial, profile, None)
     assert result.step_loop["render_workers"] == 0
+
+
+# Runs a command as a child subreaper: whatever the command leaves running (or unreaped) when it exits is
+# handed to this script instead of init, deterministically, and is printed (one line each) and then waited for.
+ORPHANS = """
+import ctypes, os, subprocess, sys, time
+ctypes.CDLL(None, use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+with open(sys.argv[1], "wb") as log:
+    run = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=log)
+    code = run.wait(timeout=300)
+orphans = []
+for entry in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        with open(f"/proc/{entry}/stat") as stat:
+            name, rest = stat.read().rsplit(")", 1)
+    except OSError:
+        continue
+    if int(rest.split()[1]) == os.getpid():
+        orphans.append(int(entry))
+        print("orphan", entry, name.split("(", 1)[1], flush=True)
+for pid in orphans:
+    os.waitpid(pid, 0)
+sys.exit(code)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_CHILD_SUBREAPER is Linux's")
+def test_a_run_leaves_no_process_behind_when_it_exits(recorded_cube, tmp_path):
+    """Render workers are reaped, and no helper process (multiprocessing's resource tracker, which a
+    tracked shared-memory segment starts) outlives the command."""
+    log = tmp_path / "stderr.txt"
+    command = [sys.executable, "-m", "replay_check", "run", "--root", str(recorded_cube), "--mode", "images",
+               "--render-workers", "1", "--no-rerun", "--no-plots", "-q", "--report-dir", str(tmp_path)]
+    out = subprocess.run([sys.executable, "-c", ORPHANS, str(log), *command], capture_output=True, text=True,
+                         timeout=400)
+    assert out.returncode == 0, log.read_text()[-2000:] + out.stderr[-2000:]
+    assert out.stdout == ""

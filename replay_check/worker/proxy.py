@@ -88,6 +88,8 @@ class ProxyAdapter:
         except BaseException:
             self.close()
             raise
+        if self._pool is not None:
+            self._pool.unlink()  # the worker has mapped it: no name left to leak
         self._attrs: dict[str, Any] = info["attrs"]
         self._methods = frozenset(info["methods"])
         self.worker_python = info["python"]

@@ -6,6 +6,11 @@ reader turns the handle back into an array (`read`, a copy or a view) and `relea
 state is one byte per slot at the start of the segment (0 free, 1 written), flipped 0->1 only by the
 writer and 1->0 only by the reader, so no lock is needed. A full pool raises `PoolFull` (after waiting
 up to `timeout`), which bounds memory when a reader falls behind.
+
+No process hands a segment to multiprocessing's resource tracker: registering starts a tracker
+process that outlives the one that started it (a `run` then left a process behind in its group).
+The creator instead removes the segment's name with `unlink` as soon as the other process has
+attached (the mappings stay valid), so even a killed process leaves nothing in /dev/shm.
 """
 
 from __future__ import annotations
@@ -35,18 +40,25 @@ class SlotHandle:
     dtype: str
 
 
-def _attach(name: str) -> shared_memory.SharedMemory:
-    """Open an existing segment without letting this process's resource tracker unlink it at exit."""
-    if sys.version_info >= (3, 13):
-        return shared_memory.SharedMemory(name=name, track=False)
+@contextlib.contextmanager
+def _untracked():
+    """SharedMemory calls inside this block neither start nor talk to the resource tracker (Python < 3.13)."""
     from multiprocessing import resource_tracker
 
-    register = resource_tracker.register
-    resource_tracker.register = lambda *args, **kwargs: None
+    register, unregister = resource_tracker.register, resource_tracker.unregister
+    resource_tracker.register = resource_tracker.unregister = lambda *args, **kwargs: None
     try:
-        return shared_memory.SharedMemory(name=name)
+        yield
     finally:
-        resource_tracker.register = register
+        resource_tracker.register, resource_tracker.unregister = register, unregister
+
+
+def _open(name: str | None, size: int = 0) -> shared_memory.SharedMemory:
+    """Create (name None) or open a segment, untracked."""
+    if sys.version_info >= (3, 13):
+        return shared_memory.SharedMemory(name=name, create=name is None, size=size, track=False)
+    with _untracked():
+        return shared_memory.SharedMemory(name=name, create=name is None, size=size)
 
 
 class FramePool:
@@ -59,19 +71,20 @@ class FramePool:
         self._owner = owner
         self._flags = np.ndarray((slots,), dtype=np.uint8, buffer=shm.buf, offset=0)
         self._next = 0
+        self._linked = owner  # the creator's segment still has its name
 
     @classmethod
     def create(cls, slot_bytes: int, slots: int = 4) -> FramePool:
         if slots < 1 or slots > _HEADER or slot_bytes < 1:
             raise ValueError(f"pool of {slots} slots of {slot_bytes} bytes; expected 1-{_HEADER} slots, > 0 bytes")
         slot_bytes = -(-slot_bytes // 64) * 64
-        shm = shared_memory.SharedMemory(create=True, size=_HEADER + slots * slot_bytes)
+        shm = _open(None, _HEADER + slots * slot_bytes)
         shm.buf[:_HEADER] = bytes(_HEADER)
         return cls(shm, slots, slot_bytes, owner=True)
 
     @classmethod
     def attach(cls, name: str, slots: int, slot_bytes: int) -> FramePool:
-        return cls(_attach(name), slots, slot_bytes, owner=False)
+        return cls(_open(name), slots, slot_bytes, owner=False)
 
     @property
     def name(self) -> str:
@@ -129,10 +142,20 @@ class FramePool:
     def in_use(self) -> int:
         return int(self._flags.sum())
 
+    def unlink(self) -> None:
+        """Remove the segment's name (the creator, once the other side has attached); mappings stay valid."""
+        if not self._linked:
+            return
+        self._linked = False
+        with contextlib.suppress(FileNotFoundError):
+            if sys.version_info >= (3, 13):
+                self._shm.unlink()
+            else:
+                with _untracked():
+                    self._shm.unlink()
+
     def close(self) -> None:
         """Detach (and unlink, for the creator). Views handed out by `read(copy=False)` must be gone."""
         self._flags = None
         self._shm.close()
-        if self._owner:
-            with contextlib.suppress(FileNotFoundError):
-                self._shm.unlink()
+        self.unlink()
