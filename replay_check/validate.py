@@ -314,7 +314,7 @@ class _Batch:
             except (OSError, ValueError) as exc:
                 status, message, trace = "error", f"could not write the report: {exc}", None
         if status == "error":
-            self._persist_error(episode, message or "error", trace, elapsed)
+            self._persist_error(episode, message or "error", trace, elapsed, result.worker or None)
         self.elapsed[episode] = elapsed
         self.counts[status] = self.counts.get(status, 0) + 1
         self.done += 1
@@ -337,9 +337,11 @@ class _Batch:
             return "error", f"worker {result.worker} replayed with other package versions: {found}"
         return result.status, None
 
-    def _persist_error(self, episode: int, message: str, trace: str | None, elapsed: float) -> None:
+    def _persist_error(self, episode: int, message: str, trace: str | None, elapsed: float,
+                       worker: str | None = None) -> None:
+        """error.json; `worker` (host:pid, when it returned the error itself) says which node to look at."""
         folder = _episode_dir(self.plan, self.request, episode)
-        document = {"episode": episode, "status": "error", "message": message, "traceback": trace,
+        document = {"episode": episode, "status": "error", "message": message, "traceback": trace, "worker": worker,
                     "tool_version": self.plan.key.tool_version, "dataset_revision": self.plan.key.revision,
                     "settings_hash": self.plan.key.settings_hash, "elapsed_s": round(elapsed, 3),
                     "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}

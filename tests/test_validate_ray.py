@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -83,14 +84,18 @@ def test_ray_reports_equal_local_ones(cluster, root, tmp_path):
     assert len({e.worker for e in events if e.kind == "done"}) >= 2  # two one-CPU nodes ran tasks side by side
 
 
-def test_ray_worker_killed_mid_episode_is_an_error(cluster, root, tmp_path, monkeypatch):
-    monkeypatch.setenv(FAULT_ENV, "2=kill")
+def test_ray_worker_killed_or_raising_mid_episode_is_an_error(cluster, root, tmp_path, monkeypatch):
+    monkeypatch.setenv(FAULT_ENV, "2=kill,3=raise")
     batch = validate_dataset(ray_request(root, tmp_path, cluster))
-    assert (batch.counts["pass"], batch.counts["fail"], batch.counts["error"]) == (2, 1, 1)
-    entry = next(e for e in batch.summary["episodes"] if e["episode"] == 2)
-    assert entry["message"] == "Ray worker process died after 2 attempts"
-    saved = json.loads((report_folder(tmp_path, root) / "episode_000002" / "error.json").read_text())
-    assert saved["status"] == "error" and saved["message"] == entry["message"]
+    assert (batch.counts["pass"], batch.counts["fail"], batch.counts["error"]) == (1, 1, 2)
+    entries = {e["episode"]: e for e in batch.summary["episodes"]}
+    assert entries[2]["message"] == "Ray worker process died after 2 attempts"
+    assert entries[3]["message"] == "RuntimeError: injected failure in episode 3"  # not retried: it is no crash
+    saved = {i: json.loads((report_folder(tmp_path, root) / f"episode_{i:06d}" / "error.json").read_text())
+             for i in (2, 3)}
+    assert saved[2]["status"] == "error" and saved[2]["message"] == entries[2]["message"]
+    assert saved[2]["worker"] is None  # Ray's own error: no worker answered
+    assert "_misbehave" in saved[3]["traceback"] and saved[3]["worker"].startswith(f"{socket.gethostname()}:")
 
 
 def test_interrupted_ray_run_cancels_and_resumes(cluster, root, tmp_path):

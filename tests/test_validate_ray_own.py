@@ -29,6 +29,11 @@ from tests.test_validate_ray import EPISODES, record_four
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return record_four(tmp_path_factory.mktemp("ray_own") / "pusht_four")
+
+
 def gone(processes: list, timeout: float = 20.0) -> bool:
     """True once every process has exited (zombies count as gone)."""
     deadline = time.monotonic() + timeout
@@ -40,8 +45,7 @@ def gone(processes: list, timeout: float = 20.0) -> bool:
     return False
 
 
-def test_lost_nodes_retry_once_then_error_and_the_batch_completes(tmp_path, monkeypatch):
-    root = record_four(tmp_path / "pusht_four")
+def test_lost_nodes_retry_once_then_error_and_the_batch_completes(root, tmp_path, monkeypatch):
     monkeypatch.setenv(FAULT_ENV, "0=hang")  # episode 0 never finishes by itself: only node loss ends it
     with local_cluster(0, 1, system_config=FAST_NODE_DEATH) as cluster:
         nodes = list(cluster.worker_nodes)
@@ -90,8 +94,7 @@ def loopback(ip: str) -> bool:
     return ip in ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 
 
-def test_private_instance_listens_on_loopback_only_and_stops(tmp_path):
-    root = record_four(tmp_path / "pusht_four")
+def test_private_instance_listens_on_loopback_only_and_stops(root, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", LOOPBACK_ENV)}
     args = [sys.executable, "-m", "replay_check", "validate", "--root", str(root), "--mode", "state", "--no-plots",
             "-q", "--report-dir", str(tmp_path / "reports"), "--executor", "ray"]
