@@ -32,6 +32,7 @@ class ContactTimeline:
 
     steps: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     length: int = 0
+    reads = ("contacts",)  # all it asks the adapter (replay_check.stepping: a stack's worker may step ahead)
 
     def __call__(self, t: int, adapter: Any) -> None:
         self.add(t, adapter.contacts())

@@ -22,6 +22,7 @@ Keys for things not measured on a step are omitted, never NaN: the engine fills 
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 
@@ -177,17 +178,32 @@ def _wrapped_deg(a: float, b: float) -> float:
     return float(abs(np.degrees(d)))
 
 
-def _state_columns(step: StepRecord, state_names: Sequence[str], groups: dict[str, tuple[int, int]]) -> dict:
-    err = joint_abs_error(step.recorded_state, step.replayed_state).reshape(-1)
-    if len(state_names) != err.size:
-        raise ValueError(f"{len(state_names)} state names for a state of width {err.size}; expected one each")
-    row = {f"state_err/{name}": float(e) for name, e in zip(state_names, err, strict=True)}
-    row["state_rms"] = rms(err)
-    for group, (start, stop) in groups.items():
-        if not 0 <= start < stop <= err.size:
-            raise ValueError(f"state group {group!r} spans [{start}, {stop}); state width is {err.size}")
-        row[f"group/{group}"] = float(err[start:stop].max())
-    return row
+class StateColumns:
+    """The state columns of one replay's steps, their names and group slices worked out once.
+
+    Per step only the error vector is computed; the row holds the values `step_metrics` always wrote,
+    bit for bit (tests/test_metrics.py checks), without rebuilding a dozen f-strings on every step.
+    """
+
+    def __init__(self, state_names: Sequence[str], groups: dict[str, tuple[int, int]]):
+        self.keys = [f"state_err/{name}" for name in state_names]
+        self.groups = [(f"group/{group}", group, int(start), int(stop)) for group, (start, stop) in groups.items()]
+
+    def __call__(self, recorded: np.ndarray, replayed: np.ndarray) -> dict[str, float]:
+        err = joint_abs_error(recorded, replayed).reshape(-1)
+        if len(self.keys) != err.size:
+            raise ValueError(f"{len(self.keys)} state names for a state of width {err.size}; expected one each")
+        values = err.tolist()
+        row = dict(zip(self.keys, values, strict=True))
+        # rms(err) without its checks: sqrt(mean(err**2)), the same reductions
+        total = float(np.add.reduce(np.square(err))) if err.size else float("nan")
+        row["state_rms"] = math.sqrt(total / err.size) if err.size else total
+        for key, group, start, stop in self.groups:
+            if not 0 <= start < stop <= err.size:
+                raise ValueError(f"state group {group!r} spans [{start}, {stop}); state width is {err.size}")
+            # without a NaN (the sum of squares shows one) Python's max is numpy's; with one, numpy's propagates it
+            row[key] = max(values[start:stop]) if total == total else float(np.max(err[start:stop]))
+        return row
 
 
 def _object_columns(step: StepRecord) -> dict[str, float]:
@@ -221,6 +237,29 @@ def _image_columns(step: StepRecord, cameras: Sequence[str]) -> dict[str, float]
     return row
 
 
+class StepMetrics:
+    """`step_metrics` bound to one replay's state names, groups and cameras (what the engine calls per step)."""
+
+    def __init__(self, *, state_names: Sequence[str], groups: dict[str, tuple[int, int]], cameras: Sequence[str]):
+        self.state = StateColumns(state_names, groups)
+        self.cameras = tuple(cameras)
+
+    def __call__(self, step: StepRecord) -> dict[str, float]:
+        row = self.state(step.recorded_state, step.replayed_state)
+        if step.replayed_objects or step.object_gaps or step.replayed_object_angles:
+            row.update(_object_columns(step))
+        if self.cameras and step.recorded_frames:
+            row.update(_image_columns(step, self.cameras))
+        row["reward"] = float(step.reward)
+        row["success"] = 1.0 if step.success else 0.0
+        row["unstable"] = 1.0 if step.unstable else 0.0
+        if step.recorded_reward is not None:
+            row["recorded_reward"] = float(step.recorded_reward)
+        if step.recorded_success is not None:
+            row["recorded_success"] = 1.0 if step.recorded_success else 0.0
+        return row
+
+
 def step_metrics(
     step: StepRecord,
     *,
@@ -229,14 +268,4 @@ def step_metrics(
     cameras: Sequence[str],
 ) -> dict[str, float]:
     """One flat row of scalar metrics for one step (see the module docstring for column names)."""
-    row = _state_columns(step, state_names, groups)
-    row.update(_object_columns(step))
-    row.update(_image_columns(step, cameras))
-    row["reward"] = float(step.reward)
-    row["success"] = 1.0 if step.success else 0.0
-    row["unstable"] = 1.0 if step.unstable else 0.0
-    if step.recorded_reward is not None:
-        row["recorded_reward"] = float(step.recorded_reward)
-    if step.recorded_success is not None:
-        row["recorded_success"] = 1.0 if step.recorded_success else 0.0
-    return row
+    return StepMetrics(state_names=state_names, groups=groups, cameras=cameras)(step)

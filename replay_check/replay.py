@@ -28,12 +28,16 @@ from replay_check.render_workers import RenderWorkers, auto_worker_count, proces
 from replay_check.sims import make_adapter
 from replay_check.sims.base import InitialState, Pose, SimAdapter, SimObservation, SimSpec
 from replay_check.steps import ReplayResult, ReplaySettings, Sink, SinkContext, StepRecord
+from replay_check.stepping import ReadsView, step_through
 
 Progress = Callable[[int, int], None]
 # Called after every physics step with (t, adapter), e.g. a contact timeline; must not change the simulation.
+# A probe with a `reads` attribute (adapter method names, e.g. ("contacts",)) is given a ReadsView of those
+# instead of the adapter, which lets a stack's worker step ahead (replay_check.stepping).
 Probe = Callable[[int, SimAdapter], None]
 PIPELINE_DEPTH_PER_WORKER = 2  # steps the physics side may run ahead of the comparison, per render worker
 RECORDED_AHEAD_DEPTH = 8  # recorded frames decoded and measured ahead of the comparison (96x96: 27 KB each)
+STEP_AHEAD = 32  # steps an out-of-process adapter may take ahead of the comparison in state mode
 
 
 def validate_episode(episode: Episode, profile: Profile, settings: ReplaySettings) -> list[str]:
@@ -228,6 +232,20 @@ def _loop_usage(workers: RenderWorkers | None) -> tuple[float | None, dict[str, 
     return (None if stats["cpu_s"] is None else own + stats["cpu_s"]), stats
 
 
+def _step_reads(probes: Sequence[Probe], want_bodies: bool, cameras: Sequence[str]) -> tuple[tuple[str, ...], int]:
+    """(adapter reads taken after every step, steps the adapter may take ahead of the comparison).
+
+    A probe declaring `reads` sees only those (taken right after its step); one that does not gets the
+    adapter itself, which must then be at that step. In image mode the loop renders or snapshots
+    between steps, so nothing runs ahead there either.
+    """
+    reads = dict.fromkeys(name for probe in probes for name in getattr(probe, "reads", ()))
+    if want_bodies:
+        reads["body_poses"] = None
+    declared = all(hasattr(probe, "reads") for probe in probes)
+    return tuple(reads), STEP_AHEAD if declared and not cameras else 0
+
+
 def _run_steps(
     episode: Episode,
     profile: Profile,
@@ -264,35 +282,40 @@ def _step_loop(episode: Episode, profile: Profile, settings: ReplaySettings, ada
     wall0, own0, (cpu0, _) = time.perf_counter(), time.process_time(), _loop_usage(workers)
     final: dict[str, float] = {}
     want_bodies = any(getattr(sink, "wants_body_poses", False) for sink in sinks)
-    for t in range(length):
-        tick = time.perf_counter()
-        action = None
-        if t > 0:
-            action = episode.action[t - 1]
-            sim = adapter.step(action)
+    reads, ahead = _step_reads(probes, want_bodies, cameras)
+    sim, values = adapter.observe(), {name: getattr(adapter, name)() for name in reads}
+    # All `length` actions: the last row's has no row after it, but its outcome is recorded (next.reward/success).
+    stepping = step_through(adapter, episode.action, reads, ahead=ahead)
+    try:
+        for t in range(length):
+            tick = time.perf_counter()
+            action = None
+            if t > 0:
+                action = episode.action[t - 1]
+                sim, values = next(stepping)
+            view = ReadsView(values)
+            for probe in probes:
+                probe(t, view if hasattr(probe, "reads") else adapter)
+            keys = _compared(cameras, settings.image_stride, t)
+            tick = timer.add("physics", tick)
+            frames = None
+            if workers is None:
+                frames = {key: adapter.render(profile.cameras[key]) for key in keys}
+                timer.add("render", tick)
+            elif keys:
+                workers.submit(t, adapter.snapshot(), [profile.cameras[key] for key in keys])
+                timer.add("submit", tick)
+            bodies = values["body_poses"] if want_bodies else None  # read after the step: physics may run ahead
+            pending.append(_Stepped(t, action, sim, keys, frames, bodies))
+            while len(pending) > depth:
+                compare.step(pending.popleft(), workers)
+            if sim.unstable:
+                break
         else:
-            sim = adapter.observe()
-        for probe in probes:
-            probe(t, adapter)
-        keys = _compared(cameras, settings.image_stride, t)
-        tick = timer.add("physics", tick)
-        frames = None
-        if workers is None:
-            frames = {key: adapter.render(profile.cameras[key]) for key in keys}
-            timer.add("render", tick)
-        elif keys:
-            workers.submit(t, adapter.snapshot(), [profile.cameras[key] for key in keys])
-            timer.add("submit", tick)
-        bodies = adapter.body_poses() if want_bodies else None  # read now: physics may run ahead
-        pending.append(_Stepped(t, action, sim, keys, frames, bodies))
-        while len(pending) > depth:
-            compare.step(pending.popleft(), workers)
-        if sim.unstable:
-            break
-    else:
-        # The last row's action has no row after it, but its outcome is recorded (next.reward/success).
-        last = adapter.step(episode.action[length - 1])
-        final = {"reward": last.reward, "success": float(last.success)}
+            last, _ = next(stepping)
+            final = {"reward": last.reward, "success": float(last.success)}
+    finally:
+        stepping.close()  # steps a worker took ahead of an early stop are discarded
     while pending:
         compare.step(pending.popleft(), workers)
     cpu1, memory = _loop_usage(workers)
@@ -301,7 +324,8 @@ def _step_loop(episode: Episode, profile: Profile, settings: ReplaySettings, ada
                   "main_cpu_s": time.process_time() - own0,
                   "render_workers": workers.count if workers is not None else 0,
                   "workers_peak_rss_mb": memory.get("peak_rss_mb"), "workers_pss_mb": memory.get("pss_mb"),
-                  "main_pss_mb": process_pss_mb(os.getpid())}
+                  # reading smaps costs ~10 ms: a figure for image mode's memory target, not for state mode's
+                  "main_pss_mb": process_pss_mb(os.getpid()) if cameras else None}
     return _to_columns(compare.rows, length), _frame_offsets(compare.opening), final
 
 
@@ -389,6 +413,8 @@ class _Comparer:
         self.probe = _OffsetProbe(cameras, stride)
         self.planar = family_of(profile).planar
         self.rows: list[dict[str, float]] = []
+        self.metrics = metrics.StepMetrics(state_names=self.state_names, groups=profile.state_groups,
+                                           cameras=self.cameras)
 
     def close(self) -> None:
         if self.ahead is not None:
@@ -451,8 +477,7 @@ class _Comparer:
             else None,
             body_poses=stepped.bodies,
         )
-        row = metrics.step_metrics(step, state_names=self.state_names, groups=profile.state_groups,
-                                   cameras=self.cameras)
+        row = self.metrics(step)
         tick = timer.add("metrics", tick)
         self.rows.append(row)
         for sink in self.sinks:

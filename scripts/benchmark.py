@@ -3,8 +3,10 @@
     python scripts/benchmark.py                      # records a 400-step ALOHA insertion episode into /tmp first
     python scripts/benchmark.py --root DATASET --episode 0 [--pusht-root DATASET] [--render-workers 0,2] [--steps N]
     python scripts/benchmark.py --only pusht --pusht-root DATASET --repeat 5   # one family; best of 5 (busy machine)
+    python scripts/benchmark.py --state-only         # the physics floor and state mode alone (seconds)
 
-Prints ms/step for: the physics floor (adapter.step only), state mode, the decode and render floors, and image mode
+Prints ms/step for: the physics floor (adapter.step only), state mode (at least 5 runs alternating with the floor,
+medians, wall and CPU time; again with the contact timeline `run` adds), the decode and render floors, and image mode
 (with a Rerun recording) once per render-worker count (0 = serial, in step order), split into decode / physics /
 render / objects / metrics / sinks, with its ratio to the decode+render floor, the CPU use of the step loop
 (cpu-s / wall-s over the main process and its render workers), peak memory (main process + render workers) and
@@ -22,6 +24,7 @@ import dataclasses
 import hashlib
 import multiprocessing
 import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -39,15 +42,58 @@ def ms_per_step(seconds: float, steps: int) -> float:
     return 1000.0 * seconds / max(1, steps)
 
 
-def physics_floor(episode, profile, initial) -> float:
+def physics_floor(episode, profile, initial) -> tuple[float, float]:
+    """(wall, CPU) ms per step of adapter.step alone over the episode's actions (the adapter built beforehand)."""
     adapter = adapter_for(episode, profile)
     adapter.restore(initial)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for action in episode.action[:-1]:
         adapter.step(action)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     adapter.close()
-    return ms_per_step(elapsed, episode.length - 1)
+    return ms_per_step(elapsed, episode.length - 1), ms_per_step(cpu, episode.length - 1)
+
+
+STATE_PAIRS = 5  # at least this many floor / state-mode pairs
+
+
+@dataclasses.dataclass
+class Paired:
+    """Physics floor and state mode run alternately: wall and CPU ms/step of each run."""
+
+    floor_wall: list[float] = dataclasses.field(default_factory=list)
+    state_wall: list[float] = dataclasses.field(default_factory=list)
+    floor_cpu: list[float] = dataclasses.field(default_factory=list)
+    state_cpu: list[float] = dataclasses.field(default_factory=list)
+
+    def line(self, label: str) -> str:
+        floor, state = statistics.median(self.floor_wall), statistics.median(self.state_wall)
+        ratios = [s / f for s, f in zip(self.state_wall, self.floor_wall, strict=True)]
+        cpu = statistics.median(self.state_cpu) / statistics.median(self.floor_cpu)
+        return (f"{label:<18} {state:8.2f} ms/step   ({state / floor:.2f}x physics floor, medians of "
+                f"{len(ratios)}; pairs {min(ratios):.2f}-{max(ratios):.2f}; CPU time {cpu:.2f}x)")
+
+
+def state_mode(episode, profile, initial, pairs: int, probes: bool = False) -> Paired:
+    """Physics floor and state mode, `pairs` times alternating (a load spike slows one pair, not one side).
+
+    State mode is `replay_episode` whole: its adapter built, every step compared, the result concluded;
+    `probes` adds the contact timeline `run` adds. Both run in this process only, so CPU time
+    (process_time) is the steadier figure on a loaded machine.
+    """
+    from replay_check.contacts import ContactTimeline
+
+    paired = Paired()
+    settings = ReplaySettings(mode="state", tolerances=profile.tolerances)
+    for _ in range(pairs):
+        wall, cpu = physics_floor(episode, profile, initial)
+        paired.floor_wall.append(wall)
+        paired.floor_cpu.append(cpu)
+        wall, cpu = time.perf_counter(), time.process_time()
+        replay_episode(episode, profile, settings, initial_state=initial, probes=[ContactTimeline()] if probes else ())
+        paired.state_wall.append(ms_per_step(time.perf_counter() - wall, episode.length))
+        paired.state_cpu.append(ms_per_step(time.process_time() - cpu, episode.length))
+    return paired
 
 
 def decode_floor(episode) -> float:
@@ -72,12 +118,6 @@ def render_floor(episode, profile, initial, frames: int = 50) -> float:
     elapsed = time.perf_counter() - start
     adapter.close()
     return ms_per_step(elapsed, frames)
-
-
-def state_mode(episode, profile, initial) -> float:
-    t0 = time.perf_counter()
-    replay_episode(episode, profile, ReplaySettings(mode="state", tolerances=profile.tolerances), initial_state=initial)
-    return ms_per_step(time.perf_counter() - t0, episode.length)
 
 
 def _metrics_digest(columns) -> str:
@@ -139,7 +179,7 @@ def image_mode(root: Path, episode_index: int, steps: int | None, initial, rrd: 
 
 
 def bench_dataset(root: Path, episode_index: int, rrd_dir: Path, worker_counts: list[int],
-                  steps: int | None = None, repeat: int = 1) -> None:
+                  steps: int | None = None, repeat: int = 1, state_only: bool = False) -> None:
     episode, profile = load(root, episode_index, steps)
     probe = adapter_for(episode, profile)
     t0 = time.perf_counter()
@@ -148,11 +188,13 @@ def bench_dataset(root: Path, episode_index: int, rrd_dir: Path, worker_counts: 
     probe.close()
     print(f"\n== {episode.meta.name} episode {episode_index}: {episode.length} steps, profile {profile.name}, "
           f"cameras {list(episode.cameras)}; initial state {initial.method} in {estimate_s:.2f} s")
-    phys = min(physics_floor(episode, profile, initial) for _ in range(repeat))
-    state_ms = min(state_mode(episode, profile, initial) for _ in range(repeat))
-    print(f"physics floor      {phys:8.2f} ms/step")
-    print(f"state mode         {state_ms:8.2f} ms/step   ({state_ms / phys:.2f}x physics floor)")
-    if not episode.cameras:
+    pairs = max(STATE_PAIRS, repeat)
+    paired = state_mode(episode, profile, initial, pairs)
+    phys = statistics.median(paired.floor_wall)
+    print(f"physics floor      {phys:8.2f} ms/step   (median of {pairs})")
+    print(paired.line("state mode"))
+    print(state_mode(episode, profile, initial, pairs, probes=True).line("  + contacts"))
+    if not episode.cameras or state_only:
         return
     dec = min(decode_floor(episode) for _ in range(repeat))
     ren = min(render_floor(episode, profile, initial) for _ in range(repeat))
@@ -211,6 +253,7 @@ def main() -> None:
                         help="comma-separated render-worker counts to run image mode with (0 = serial)")
     parser.add_argument("--only", choices=("aloha", "pusht"), help="benchmark one family only")
     parser.add_argument("--repeat", type=int, default=1, help="run everything N times, print the fastest")
+    parser.add_argument("--state-only", action="store_true", help="only the physics floor and state mode")
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error(f"--repeat must be >= 1, got {args.repeat}")
@@ -231,9 +274,10 @@ def main() -> None:
                 print(f"(PushT skipped: {exc})")
                 args.pusht_root = None
     if aloha:
-        bench_dataset(args.root, args.episode, work, counts, args.steps, args.repeat)
+        bench_dataset(args.root, args.episode, work, counts, args.steps, args.repeat, args.state_only)
     if pusht and args.pusht_root:
-        bench_dataset(args.pusht_root, args.pusht_episode, work, counts, repeat=args.repeat)
+        bench_dataset(args.pusht_root, args.pusht_episode, work, counts, repeat=args.repeat,
+                      state_only=args.state_only)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak RSS of the benchmark process itself (floors, state mode) {peak_mb:.0f} MB")
 

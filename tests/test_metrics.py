@@ -173,3 +173,22 @@ def test_step_metrics_rejects_names_or_groups_that_do_not_fit_the_state():
         metrics.step_metrics(make_step(), state_names=NAMES[:5], groups=GROUPS, cameras=[])
     with pytest.raises(ValueError, match="'wide'"):
         metrics.step_metrics(make_step(), state_names=NAMES, groups={"wide": (4, 9)}, cameras=[])
+
+
+def test_state_columns_are_bit_for_bit_the_reductions_they_replace():
+    """StateColumns computes each value once per replay's names and groups; the numbers are metrics.rms and
+    ndarray.max of the error vector exactly (NaN propagating), as step_metrics wrote them before."""
+    rng = np.random.default_rng(7)
+    columns = metrics.StateColumns(NAMES, GROUPS)
+    for trial in range(200):
+        recorded, replayed = rng.normal(size=6) * 10.0 ** rng.integers(-9, 2), rng.normal(size=6)
+        if trial % 50 == 0:
+            replayed[trial % 6] = np.nan
+        row = columns(recorded, replayed)
+        err = np.abs(recorded - replayed)
+        expected = {f"state_err/{n}": float(e) for n, e in zip(NAMES, err, strict=True)}
+        expected["state_rms"] = metrics.rms(err)
+        expected.update({f"group/{g}": float(err[a:b].max()) for g, (a, b) in GROUPS.items()})
+        assert row.keys() == expected.keys()
+        for key, value in expected.items():
+            assert np.array_equal(row[key], value, equal_nan=True) and type(row[key]) is float, key

@@ -12,11 +12,12 @@ Each camera keeps one dm_control `Camera` (its MjvScene and pixel buffer) per im
 
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 
 import mujoco
 import numpy as np
-from dm_control.mujoco import engine
+from dm_control.mujoco import engine, wrapper
 from dm_control.rl.control import PhysicsError
 from gym_aloha import constants
 
@@ -34,6 +35,12 @@ MAX_CAMERAS = 8  # cached (camera, height, width) renderers per adapter
 ARM_QPOS = 16
 LEFT_FINGER, RIGHT_FINGER = 6, 14  # qpos index of each side's first finger joint
 LEFT_GRIPPER, RIGHT_GRIPPER = 6, 13  # index of each side's gripper in the 14-d dataset layout
+
+
+@functools.cache
+def _parsed_model(xml: str) -> wrapper.MjModel:
+    """The task's model as parsed from its XML, once per process; adapters build their Physics on a copy."""
+    return wrapper.MjModel.from_xml_path(str(constants.ASSETS_DIR / xml))
 
 
 def load_model(task: str) -> mujoco.MjModel:
@@ -129,7 +136,8 @@ class AlohaAdapter:
             raise ProfileError(f"unknown gym-aloha task {task!r}; expected one of {sorted(TASKS)}")
         xml, self._task_class, objects = TASKS[task]
         self.task_name = task
-        self.physics = engine.Physics.from_xml_path(str(constants.ASSETS_DIR / xml))
+        # a copy: the same model as parsing the XML again (~10 ms), and overrides below change this copy only
+        self.physics = engine.Physics.from_model(_parsed_model(xml).copy())
         _apply_physics(self.physics.model, dict(physics or {}))
         _apply_render(self.physics.model, dict(render or {}))
         self._task = None

@@ -4,7 +4,8 @@ Started as `python -m replay_check.worker FD` with FD one end of a socket pair. 
 replay_check.sims (and through it the family adapter, numpy and the simulator packages); it exits when
 the pipe reaches EOF or, on Linux, when the parent dies (PR_SET_PDEATHSIG), so an orphan never lingers.
 Requests: ("make", args, kwargs, pool) -> adapter description; ("call", method, args, kwargs) -> result;
-("modules",) -> imported module names; ("close",). Replies: ("ok", value) or ("err", exception).
+("steps", actions, reads) -> [(observation, {read: value}), ...] (several steps per round trip, see
+replay_check.stepping; it stops after an unstable step); ("modules",) -> imported module names; ("close",). Replies: ("ok", value) or ("err", exception).
 """
 
 from __future__ import annotations
@@ -52,6 +53,16 @@ def _error(exc: BaseException) -> tuple:
     return ("err", (kind.__module__, kind.__qualname__, str(exc), traceback.format_exc(limit=8)))
 
 
+def _steps(adapter, actions, reads) -> list:
+    out = []
+    for action in actions:
+        observation = adapter.step(action)
+        out.append((observation, {name: getattr(adapter, name)() for name in reads}))
+        if observation.unstable:  # the caller stops here; the steps after it were never asked for
+            break
+    return out
+
+
 def serve(fd: int, parent: int) -> None:
     _die_with_parent(parent)
     from multiprocessing.connection import Connection
@@ -80,6 +91,9 @@ def serve(fd: int, parent: int) -> None:
             elif kind == "call":
                 _, method, args, kwargs = request
                 reply = ("ok", getattr(adapter, method)(*args, **kwargs))
+            elif kind == "steps":
+                _, actions, reads = request
+                reply = ("ok", _steps(adapter, actions, reads))
             elif kind == "modules":
                 reply = ("ok", sorted(sys.modules))
             elif kind == "close":

@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections import deque
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from replay_check.worker import wire
 from replay_check.worker.shm import FramePool
 
 DEFAULT_SLOTS = 4
+STEP_BATCH = 8  # steps per message when stepping ahead (replay_check.stepping)
 
 
 class RemoteError(RuntimeError):
@@ -125,6 +128,37 @@ class ProxyAdapter:
             raise RuntimeError("collect() without a submitted call")
         self._pending -= 1
         return self._receive(what)
+
+    def step_through(self, actions, reads: tuple[str, ...] = (), *, ahead: int = 0) -> Iterator[tuple[Any, dict]]:
+        """`replay_check.stepping.step_through` over the pipe: up to STEP_BATCH steps (and their reads) per
+        message, and up to `ahead` steps requested before the caller asks for them, so the worker steps
+        while this process compares. With `ahead` 0 one step is requested at a time (one round trip each).
+        """
+        if self._pending:
+            raise RuntimeError(f"{self._pending} submitted call(s) not collected before step_through")
+        actions = list(actions)
+        batch = max(1, min(STEP_BATCH, ahead // 2))  # at least two messages in flight when stepping ahead
+        limit = max(1, ahead // batch)  # messages in flight
+        in_flight: deque[int] = deque()
+        sent = 0
+        try:
+            while sent < len(actions) or in_flight:
+                while sent < len(actions) and len(in_flight) < limit:
+                    chunk = actions[sent:sent + batch]
+                    self._send(("steps", chunk, tuple(reads)), "step")
+                    self._pending += 1
+                    in_flight.append(len(chunk))
+                    sent += len(chunk)
+                in_flight.popleft()
+                done = self.collect("step")
+                yield from done
+                if done and done[-1][0].unstable:
+                    return  # the worker stopped there; the caller stops too
+        finally:
+            while in_flight:  # steps taken ahead that the caller did not want (stopped early or failed)
+                in_flight.popleft()
+                with contextlib.suppress(Exception):
+                    self.collect("step")
 
     def modules(self) -> list[str]:
         """Every module imported in the worker (to check it imports only what it should)."""
