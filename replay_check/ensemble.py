@@ -20,6 +20,9 @@ import numpy as np
 
 from replay_check.sims import make_adapter
 from replay_check.sims.base import InitialState, Pose, SimSpec
+from replay_check.stepping import step_through
+
+MEMBER_AHEAD = 32  # steps a stack's worker may take ahead of a member's bookkeeping (replay_check.stepping)
 
 
 @dataclass(frozen=True)
@@ -75,17 +78,21 @@ def _replay_member(adapter, initial: InitialState, actions: np.ndarray, seed: in
     states = np.full((len(actions) + 1, obs.state.size), np.nan)
     objects = {n: np.full((len(actions) + 1, 3), np.nan) for n in obs.objects}
     success, unstable = obs.success, None
-    for t in range(len(actions) + 1):
-        states[t] = obs.state
-        for name, pose in obs.objects.items():
-            objects[name][t] = pose.position
-        if t == len(actions):
-            break
-        obs = adapter.step(acts[t])
-        success = success or obs.success
-        if obs.unstable:
-            unstable = obs.unstable
-            break
+    stepping = step_through(adapter, acts, ahead=MEMBER_AHEAD)  # a stack's worker steps ahead in batches
+    try:
+        for t in range(len(actions) + 1):
+            states[t] = obs.state
+            for name, pose in obs.objects.items():
+                objects[name][t] = pose.position
+            if t == len(actions):
+                break
+            obs, _ = next(stepping)
+            success = success or obs.success
+            if obs.unstable:
+                unstable = obs.unstable
+                break
+    finally:
+        stepping.close()
     return Member(seed, states, objects, bool(success), unstable)
 
 

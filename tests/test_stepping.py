@@ -134,3 +134,18 @@ def test_state_mode_through_a_worker_gives_the_in_process_report_contacts_and_bo
         assert other_contacts == contacts
         _assert_same(poses, other_poses)
     _assert_same(probe.states, runs[2][3].states)
+
+
+def test_an_ensemble_member_through_a_worker_is_the_in_process_member():
+    from replay_check.ensemble import _replay_member
+
+    profile = available_profiles()["aloha-transfer-cube"]
+    episode = aloha_episode("transfer_cube", steps=30, seed=4)
+    spec, initial = sim_spec(episode, profile), _initial(episode, profile)
+    here = make_adapter(spec)
+    try:
+        expected = _replay_member(here, initial, episode.action, seed=5)
+    finally:
+        here.close()
+    with _proxy(spec) as proxy:
+        _assert_same(expected, _replay_member(proxy, initial, episode.action, seed=5))
