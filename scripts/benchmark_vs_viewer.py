@@ -91,17 +91,18 @@ def _record(work: Path) -> Path:
     return root
 
 
-def _versions() -> str:
-    """Versions of both sides, when lerobot is installed next to replay-check (as `nox -s vs_viewer` does)."""
+def _versions(viewer: str) -> str:
+    """Versions on both sides; the viewer's are asked of the Python next to its script (its own venv)."""
     from importlib import metadata
 
-    found = []
-    for name in ("replay-check", "lerobot", "mujoco", "rerun-sdk"):
-        try:
-            found.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            found.append(f"{name} (not here)")
-    return ", ".join(found)
+    ours = ", ".join(f"{name} {metadata.version(name)}" for name in ("replay-check", "mujoco", "rerun-sdk"))
+    python = Path(viewer).with_name("python")
+    ask = "from importlib.metadata import version as v; print('lerobot', v('lerobot'), 'rerun-sdk', v('rerun-sdk'))"
+    try:
+        theirs = subprocess.run([str(python), "-c", ask], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        theirs = "viewer versions unknown"
+    return f"{ours}; viewer: {theirs}"
 
 
 def _row(name: str, values: list[float], unit: str) -> str:
@@ -125,7 +126,7 @@ def main() -> None:
             "--report-dir", str(work / "reports"), "--quiet", *args.run_arg]
     viewer = [args.viewer, "--repo-id", "local/benchmark", "--root", str(root), "--episode-index",
               str(args.episode), "--save", "1", "--output-dir", str(work / "viewer")]
-    env_note = f"MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')}, {os.cpu_count()} CPUs, {_versions()}"
+    env_note = f"MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')}, {os.cpu_count()} CPUs, {_versions(args.viewer)}"
     print(f"dataset {root} episode {args.episode}; {env_note}; logs in {work}")
     results: dict[str, list[Figures]] = {"replay-check run": [], "lerobot-dataset-viz": []}
     for round_ in range(args.rounds + 1):
