@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from replay_check.errors import WorkerError
-from replay_check.sims.base import SimSpec
+from replay_check.sims.base import SimAdapter, SimSpec
 
 MAX_AUTO_WORKERS = 4
 
@@ -103,46 +103,60 @@ class RenderWorkers:
         self._slot_bytes = max([h * w * 3 for h, w in spec.cameras.values()] or [1])
         self._python = python or sys.executable
         self._isolated = isolated
-        self._workers: list = []
+        self._workers: list = [None] * count
         self._failure: BaseException | None = None
         self._jobs: deque[tuple[int, list[tuple[int, str]]]] = deque()  # (step, [(worker, camera)])
         self._next = 0
         self._final_stats: dict[str, float | None] | None = None
-        self._started = threading.Event()
+        self._up = [threading.Event() for _ in range(count)]
         self._done = threading.Event()
-        self._starter = threading.Thread(target=self._start, name="render-workers-start", daemon=True)
-        self._starter.start()
+        # One thread per worker, so the workers import and create their GL contexts at the same time.
+        self._starters = [threading.Thread(target=self._start, args=(index,), name=f"render-worker-{index}-start",
+                                           daemon=True) for index in range(count)]
+        for starter in self._starters:
+            starter.start()
 
-    def _start(self) -> None:
-        """Start every worker and render once per camera (the first render creates the GL context).
+    def _start(self, index: int) -> None:
+        """Start worker `index` and render once per camera (the first render creates the GL context).
 
         The thread then waits for `close`: a worker dies with the thread that started it (the worker's
-        PR_SET_PDEATHSIG follows the parent thread), so this one outlives them.
+        PR_SET_PDEATHSIG follows the parent thread), so this one outlives it.
         """
         from replay_check.worker.proxy import ProxyAdapter
 
         try:
-            for _ in range(self.count):
-                worker = ProxyAdapter(self._python, self.spec, stack="render", slot_bytes=self._slot_bytes,
-                                      slots=self._slots, isolated=self._isolated)
-                self._workers.append(worker)
-            for worker in self._workers:
-                for camera in self.spec.cameras:
-                    worker.render(camera)
+            worker = ProxyAdapter(self._python, self.spec, stack="render", slot_bytes=self._slot_bytes,
+                                  slots=self._slots, isolated=self._isolated)
+            self._workers[index] = worker
+            for camera in self.spec.cameras:
+                worker.render(camera)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread by ready()
-            self._failure = exc
+            self._failure = self._failure or exc
         finally:
-            self._started.set()
+            self._up[index].set()
         self._done.wait()
 
-    def ready(self) -> None:
-        """Wait until every worker is up; raise what starting one raised."""
-        self._started.wait()
+    def ready(self, index: int | None = None) -> None:
+        """Wait until every worker (or worker `index`) is up; raise what starting one raised."""
+        for event in self._up if index is None else [self._up[index]]:
+            event.wait()
         if self._failure is not None:
             failure, self._failure = self._failure, None
             if isinstance(failure, WorkerError):
                 raise failure
             raise WorkerError(f"render worker failed to start: {type(failure).__name__}: {failure}") from failure
+        if index is not None and self._workers[index] is None:
+            raise WorkerError("render worker failed to start (its error was reported already)")
+
+    def estimating(self, adapter: SimAdapter) -> SimAdapter:
+        """`adapter`, with its hypothesis renders (the initial-state estimate's) done by the first worker.
+
+        This process then never creates a GL context of its own in image mode: ~140 MB of renderer
+        buffers (a 4096x4096 shadow map among them) and the renderer's start-up CPU stay in the worker.
+        A hypothesis render resets the whole simulator state to the given pose first, so the worker's
+        frame is the one this process would render (bit for bit).
+        """
+        return _HypothesesInWorker(adapter, self)
 
     @property
     def pids(self) -> list[int]:
@@ -175,19 +189,39 @@ class RenderWorkers:
                 "pss_mb": None if None in pss else float(sum(pss))}
 
     def close(self) -> None:
-        """Stop every worker (the stats from just before stay readable)."""
-        self._started.wait()
-        if self._workers and self._final_stats is None:
+        """Stop every worker and join the threads that started them (the stats from just before stay readable)."""
+        for event in self._up:
+            event.wait()
+        self._failure = None
+        workers = [worker for worker in self._workers if worker is not None]
+        if workers and self._final_stats is None and len(workers) == self.count:
             self._final_stats = self.stats()
-        for worker in self._workers:
+        for worker in workers:
             worker.close()
         self._workers = []
         self._jobs.clear()
         self._done.set()
-        self._starter.join()
+        for starter in self._starters:
+            starter.join()
 
     def __enter__(self) -> RenderWorkers:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _HypothesesInWorker:
+    """An adapter whose `render_hypothesis` runs in render worker 0; everything else is the adapter's own."""
+
+    def __init__(self, adapter: SimAdapter, workers: RenderWorkers):
+        self._adapter = adapter
+        self._workers = workers
+
+    def render_hypothesis(self, camera: str, robot_state: np.ndarray, object_poses: dict,
+                          size: tuple[int, int] | None = None) -> np.ndarray:
+        self._workers.ready(0)
+        return self._workers._workers[0].render_hypothesis(camera, robot_state, object_poses, size)
+
+    def __getattr__(self, name: str):
+        return getattr(self._adapter, name)

@@ -149,12 +149,14 @@ def replay_episode(
     timer = _Timer()
     workers = None
     try:
+        # Started first, so the workers load and warm up while the sinks start and the state is estimated.
+        workers = _render_workers(episode, profile, cameras, adapter, render_workers)
         _start_sinks(sinks, SinkContext(episode, profile, settings, tuple(cameras), tuple(
             episode.state_names or [f"state_{i}" for i in range(episode.state.shape[1])])))
-        # Started first, so the workers load and warm up while the initial state is estimated.
-        workers = _render_workers(episode, profile, cameras, adapter, render_workers)
         start = time.perf_counter()
-        initial = initial_state or recover_initial_state(episode, profile, adapter)
+        # With workers, the estimate's renders run in one (this process then renders nothing itself).
+        estimator = workers.estimating(adapter) if workers is not None else adapter
+        initial = initial_state or recover_initial_state(episode, profile, estimator)
         timer.add("initial_state", start)
         adapter.restore(initial)
         if workers is not None:

@@ -155,3 +155,25 @@ def test_a_run_leaves_no_process_behind_when_it_exits(recorded_cube, tmp_path):
                          timeout=400)
     assert out.returncode == 0, log.read_text()[-2000:] + out.stderr[-2000:]
     assert out.stdout == ""
+
+
+@pytest.mark.slow
+def test_the_estimate_renders_in_a_worker_and_gives_the_in_process_estimate_bit_for_bit():
+    """With render workers this process creates no GL context (the estimate's renders run in worker 0)."""
+    from replay_check.initial_state import recover_initial_state
+
+    profile = available_profiles()["aloha-transfer-cube"]
+    cube = {"cube": Pose(np.array([0.03, 0.52, 0.05]))}
+    episode = aloha_episode("transfer_cube", steps=2, seed=5, render=True, env_state=False, objects=cube)
+    own = adapter_for(episode, profile)
+    here = recover_initial_state(episode, profile, own)
+    own.close()
+    adapter = adapter_for(episode, profile)
+    with RenderWorkers(sim_spec(episode, profile), 1, depth=2) as workers:
+        there = recover_initial_state(episode, profile, workers.estimating(adapter))
+    assert adapter.physics._contexts is None  # dm_control creates them on the first render
+    adapter.close()
+    assert here.objects.keys() == there.objects.keys() and here.residual == there.residual
+    for name, pose in here.objects.items():
+        assert np.array_equal(pose.position, there.objects[name].position)
+        assert np.array_equal(pose.quaternion, there.objects[name].quaternion)
