@@ -14,7 +14,8 @@ whether the metrics equal the serial run's bit for bit. Each image-mode run is a
 is its own; it imports and builds the simulator once before its clock starts (as the floors are measured warm) and
 prints how long that took. Everything is measured in one run so ratios are comparable on a noisy shared machine;
 `--repeat N` runs every floor and image-mode configuration N times (configurations alternating) and prints the
-fastest of each, with the median wall time beside it.
+fastest of each, with the median wall time beside it. `--step-order` adds each image-mode configuration with the
+recorded frames decoded and measured on the main thread in step order (PushT measures them ahead in a thread).
 """
 
 from __future__ import annotations
@@ -140,7 +141,8 @@ def load(root: Path, episode_index: int, steps: int | None):
     return episode, select_profile(dataset.meta)
 
 
-def _image_run(root: Path, episode_index: int, steps: int | None, initial, rrd: Path, workers: int, queue) -> None:
+def _image_run(root: Path, episode_index: int, steps: int | None, initial, rrd: Path, workers: int, ahead,
+               queue) -> None:
     """One image-mode replay with a Rerun recording as `run` writes it, in a fresh process; figures to `queue`."""
     from replay_check.pipeline import recorded_videos
     from replay_check.viz import RerunSink
@@ -155,7 +157,7 @@ def _image_run(root: Path, episode_index: int, steps: int | None, initial, rrd: 
                      recorded_videos=recorded_videos(episode, list(episode.cameras)))
     t0 = time.perf_counter()
     result = replay_episode(episode, profile, ReplaySettings(mode="images", tolerances=profile.tolerances),
-                            initial_state=initial, sinks=[sink], render_workers=workers)
+                            initial_state=initial, sinks=[sink], render_workers=workers, recorded_ahead=ahead)
     wall = time.perf_counter() - t0
     queue.put({
         "wall_s": wall,
@@ -168,10 +170,12 @@ def _image_run(root: Path, episode_index: int, steps: int | None, initial, rrd: 
     })
 
 
-def image_mode(root: Path, episode_index: int, steps: int | None, initial, rrd: Path, workers: int) -> dict:
+def image_mode(root: Path, episode_index: int, steps: int | None, initial, rrd: Path, workers: int,
+               ahead: bool | None = None) -> dict:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_image_run, args=(root, episode_index, steps, initial, rrd, workers, queue))
+    process = context.Process(target=_image_run, args=(root, episode_index, steps, initial, rrd, workers, ahead,
+                                                       queue))
     process.start()
     figures = queue.get()
     process.join()
@@ -179,7 +183,8 @@ def image_mode(root: Path, episode_index: int, steps: int | None, initial, rrd: 
 
 
 def bench_dataset(root: Path, episode_index: int, rrd_dir: Path, worker_counts: list[int],
-                  steps: int | None = None, repeat: int = 1, state_only: bool = False) -> None:
+                  steps: int | None = None, repeat: int = 1, state_only: bool = False,
+                  step_order: bool = False) -> None:
     episode, profile = load(root, episode_index, steps)
     probe = adapter_for(episode, profile)
     t0 = time.perf_counter()
@@ -202,18 +207,20 @@ def bench_dataset(root: Path, episode_index: int, rrd_dir: Path, worker_counts: 
     print(f"decode floor       {dec:8.2f} ms/frame")
     print(f"render floor       {ren:8.2f} ms/frame")
     print(f"decode+render      {floor:8.2f} ms/step   ({floor * episode.length / 1000:.1f} s for the episode)")
-    runs: dict[int, list[dict]] = {workers: [] for workers in worker_counts}
+    # (render workers, recorded_ahead): None = the default, False = recorded frames decoded and measured in step order
+    configs = [(workers, ahead) for workers in worker_counts for ahead in ((None, False) if step_order else (None,))]
+    runs: dict[tuple[int, bool | None], list[dict]] = {config: [] for config in configs}
     for _ in range(repeat):
-        for workers in runs:
+        for workers, ahead in configs:
             rrd = rrd_dir / f"{episode.meta.name}-{workers}.rrd"
-            runs[workers].append(image_mode(root, episode_index, steps, initial, rrd, workers))
+            runs[workers, ahead].append(image_mode(root, episode_index, steps, initial, rrd, workers, ahead))
     serial_digest = None
-    for workers in worker_counts:
-        walls = sorted(r["wall_s"] for r in runs[workers])
-        run = min(runs[workers], key=lambda r: r["wall_s"])
+    for workers, ahead in configs:
+        walls = sorted(r["wall_s"] for r in runs[workers, ahead])
+        run = min(runs[workers, ahead], key=lambda r: r["wall_s"])
         image_ms = ms_per_step(run["wall_s"], episode.length)
         loop, phases = run["loop"], run["phases"]
-        label = "serial" if workers == 0 else f"{workers} render workers"
+        label = ("serial" if workers == 0 else f"{workers} render workers") + (", step order" if ahead is False else "")
         cpu = "n/a" if loop.get("cpu_s") is None else f"{loop['cpu_s'] / loop['wall_s']:.2f}"
         print(f"image mode, {label:<17} {run['wall_s']:7.2f} s = {image_ms:7.2f} ms/step "
               f"({image_ms / floor:.2f}x decode+render floor); step loop {loop['wall_s']:.2f} s, "
@@ -237,8 +244,8 @@ def bench_dataset(root: Path, episode_index: int, rrd_dir: Path, worker_counts: 
               f" once); .rrd {run['rrd_mb'] or 0:.1f} MB")
         if serial_digest is None:
             serial_digest = run["digest"]
-        same = all(r["digest"] == serial_digest for r in runs[workers])
-        if workers != worker_counts[0] or repeat > 1:
+        same = all(r["digest"] == serial_digest for r in runs[workers, ahead])
+        if (workers, ahead) != configs[0] or repeat > 1:
             print(f"  metrics identical to the first run: {'yes' if same else 'NO'}")
 
 
@@ -252,6 +259,9 @@ def main() -> None:
     parser.add_argument("--render-workers", default=f"0,{auto_worker_count() or 2}",
                         help="comma-separated render-worker counts to run image mode with (0 = serial)")
     parser.add_argument("--only", choices=("aloha", "pusht"), help="benchmark one family only")
+    parser.add_argument("--step-order", action="store_true",
+                        help="also run each image-mode configuration with recorded frames decoded and measured in "
+                             "step order on the main thread (recorded_ahead=False)")
     parser.add_argument("--repeat", type=int, default=1, help="run everything N times, print the fastest")
     parser.add_argument("--state-only", action="store_true", help="only the physics floor and state mode")
     args = parser.parse_args()
@@ -274,10 +284,11 @@ def main() -> None:
                 print(f"(PushT skipped: {exc})")
                 args.pusht_root = None
     if aloha:
-        bench_dataset(args.root, args.episode, work, counts, args.steps, args.repeat, args.state_only)
+        bench_dataset(args.root, args.episode, work, counts, args.steps, args.repeat, args.state_only,
+                      args.step_order)
     if pusht and args.pusht_root:
         bench_dataset(args.pusht_root, args.pusht_episode, work, counts, repeat=args.repeat,
-                      state_only=args.state_only)
+                      state_only=args.state_only, step_order=args.step_order)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak RSS of the benchmark process itself (floors, state mode) {peak_mb:.0f} MB")
 
