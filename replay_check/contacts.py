@@ -39,7 +39,7 @@ class ContactTimeline:
 
     def add(self, t: int, pairs) -> None:
         self.length = max(self.length, t + 1)
-        for pair in {tuple(sorted(p)) for p in pairs}:
+        for pair in {(a, b) if a <= b else (b, a) for a, b in pairs}:  # each pair once, in sorted order
             self.steps.setdefault(pair, []).append(t)
 
     def phase(self, length: int | None = None) -> np.ndarray:

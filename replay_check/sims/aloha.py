@@ -149,7 +149,7 @@ class AlohaAdapter:
         model = self.physics.model.ptr
         self._body_names = tuple(mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, i) or f"body_{i}"
                                  for i in range(model.nbody))
-        self._geom_body = np.asarray(model.geom_bodyid).copy()
+        self._geom_owner = [self._body_names[b] for b in np.asarray(model.geom_bodyid).tolist()]  # geom -> body name
         self._unstable: str | None = None
         self._contacts = _ContactView(self.physics)
         self._reward: float | None = None  # cached until the state changes
@@ -321,9 +321,9 @@ class AlohaAdapter:
     def contacts(self) -> tuple[tuple[str, str], ...]:
         raw = self.physics.data.ptr
         n = raw.ncon
-        names, bodies = self._body_names, self._geom_body
-        return tuple((names[bodies[a]], names[bodies[b]])
-                     for a, b in zip(raw.contact.geom1[:n].tolist(), raw.contact.geom2[:n].tolist(), strict=True))
+        owner, contact = self._geom_owner, raw.contact
+        return tuple((owner[a], owner[b]) for a, b in zip(contact.geom1[:n].tolist(), contact.geom2[:n].tolist(),
+                                                          strict=True))
 
     def body_poses(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
         """Every body but the world: names, positions and wxyz quaternions after the last forward pass."""
