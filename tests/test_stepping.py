@@ -149,3 +149,25 @@ def test_an_ensemble_member_through_a_worker_is_the_in_process_member():
         here.close()
     with _proxy(spec) as proxy:
         _assert_same(expected, _replay_member(proxy, initial, episode.action, seed=5))
+
+
+def test_a_worker_dying_while_stepping_ahead_is_a_worker_error():
+    import os
+    import signal
+
+    from replay_check.errors import WorkerError
+
+    profile = available_profiles()["aloha-transfer-cube"]
+    episode = aloha_episode("transfer_cube", steps=20, seed=0)
+    proxy = _proxy(sim_spec(episode, profile))
+    try:
+        proxy.restore(_initial(episode, profile))
+        stepping = step_through(proxy, np.repeat(episode.action, 50, axis=0), ("contacts",), ahead=32)
+        next(stepping)
+        os.kill(proxy.pid, signal.SIGKILL)
+        with pytest.raises(WorkerError, match="simulator worker died"):
+            for _ in stepping:
+                pass
+        stepping.close()
+    finally:
+        proxy.close()

@@ -155,7 +155,7 @@ class ProxyAdapter:
                 if done and done[-1][0].unstable:
                     return  # the worker stopped there; the caller stops too
         finally:
-            while in_flight:  # steps taken ahead that the caller did not want (stopped early or failed)
+            while in_flight and not self._closed:  # steps taken ahead that the caller did not want (stopped early)
                 in_flight.popleft()
                 with contextlib.suppress(Exception):
                     self.collect("step")
