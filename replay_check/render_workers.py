@@ -158,6 +158,30 @@ class RenderWorkers:
         """
         return _HypothesesInWorker(adapter, self)
 
+    def hypotheses(self, camera: str, robot_state: np.ndarray, poses: list[dict],
+                   size: tuple[int, int] | None = None) -> list[np.ndarray]:
+        """`render_hypothesis` of each pose, round robin over the started workers, returned in order.
+
+        Each outstanding reply holds a frame slot of its worker's pool, so at most `slots - 1` are
+        outstanding per worker.
+        """
+        up = [worker for worker, event in zip(self._workers, self._up, strict=True)
+              if event.is_set() and worker is not None]
+        if not up:
+            raise WorkerError("no render worker is up")
+        limit = (self._slots - 1) * len(up)
+        outstanding: deque = deque()
+        images = []
+        for k, objects in enumerate(poses):
+            if len(outstanding) >= limit:
+                images.append(outstanding.popleft().collect("render_hypothesis"))
+            worker = up[k % len(up)]
+            worker.submit("render_hypothesis", camera, robot_state, objects, size)
+            outstanding.append(worker)
+        while outstanding:
+            images.append(outstanding.popleft().collect("render_hypothesis"))
+        return images
+
     @property
     def pids(self) -> list[int]:
         return [worker.pid for worker in self._workers]
@@ -222,6 +246,12 @@ class _HypothesesInWorker:
                           size: tuple[int, int] | None = None) -> np.ndarray:
         self._workers.ready(0)
         return self._workers._workers[0].render_hypothesis(camera, robot_state, object_poses, size)
+
+    def render_hypotheses(self, camera: str, robot_state: np.ndarray, poses: list[dict],
+                          size: tuple[int, int] | None = None) -> list[np.ndarray]:
+        """Several hypothesis renders, in order, spread over the workers up by now (worker 0 at least)."""
+        self._workers.ready(0)
+        return self._workers.hypotheses(camera, robot_state, poses, size)
 
     def __getattr__(self, name: str):
         return getattr(self._adapter, name)

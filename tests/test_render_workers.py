@@ -159,7 +159,7 @@ def test_a_run_leaves_no_process_behind_when_it_exits(recorded_cube, tmp_path):
 
 @pytest.mark.slow
 def test_the_estimate_renders_in_a_worker_and_gives_the_in_process_estimate_bit_for_bit():
-    """With render workers this process creates no GL context (the estimate's renders run in worker 0)."""
+    """With render workers this process creates no GL context (the estimate's renders run in the workers)."""
     from replay_check.initial_state import recover_initial_state
 
     profile = available_profiles()["aloha-transfer-cube"]
@@ -169,11 +169,13 @@ def test_the_estimate_renders_in_a_worker_and_gives_the_in_process_estimate_bit_
     here = recover_initial_state(episode, profile, own)
     own.close()
     adapter = adapter_for(episode, profile)
-    with RenderWorkers(sim_spec(episode, profile), 1, depth=2) as workers:
+    with RenderWorkers(sim_spec(episode, profile), 2, depth=2) as workers:
+        workers.ready()  # both up: the stencil rounds' renders are spread over the two
         there = recover_initial_state(episode, profile, workers.estimating(adapter))
     assert adapter.physics._contexts is None  # dm_control creates them on the first render
     adapter.close()
     assert here.objects.keys() == there.objects.keys() and here.residual == there.residual
+    assert here.details == there.details and here.uncertainty.keys() == there.uncertainty.keys()
     for name, pose in here.objects.items():
         assert np.array_equal(pose.position, there.objects[name].position)
         assert np.array_equal(pose.quaternion, there.objects[name].quaternion)

@@ -187,10 +187,21 @@ class _Scene:
         self.adapter.restore(InitialState(robot=self.robot, objects=objects, method="estimated"))
 
     def render(self, xy: dict[str, np.ndarray]) -> np.ndarray:
-        objects = {name: Pose(np.array([p[0], p[1], SPAWN_Z])) for name, p in xy.items()}
-        self.renders += 1
-        self.last_image = self.adapter.render_hypothesis(self.camera, self.robot, objects, size=self.frame.shape[:2])
-        return self.last_image
+        return self.render_many([xy])[0]
+
+    def render_many(self, candidates: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        """One render per candidate, in order; at once where the adapter renders several in parallel
+        (`render_hypotheses`, e.g. spread over render workers), one by one otherwise."""
+        poses = [{name: Pose(np.array([p[0], p[1], SPAWN_Z])) for name, p in xy.items()} for xy in candidates]
+        size = self.frame.shape[:2]
+        self.renders += len(poses)
+        many = getattr(self.adapter, "render_hypotheses", None)
+        if many is None:
+            images = [self.adapter.render_hypothesis(self.camera, self.robot, p, size=size) for p in poses]
+        else:
+            images = many(self.camera, self.robot, poses, size)
+        self.last_image = images[-1]
+        return images
 
     def costs(
         self, xy: dict[str, np.ndarray], windows: dict[str, Window], keep: dict[str, list] | None = None
@@ -199,7 +210,12 @@ class _Scene:
 
         With `keep`, each object's blurred render window is appended to keep[name] (for the Jacobian).
         """
-        image = self.render(xy)
+        return self.score(self.render(xy), windows, keep)
+
+    def score(
+        self, image: np.ndarray, windows: dict[str, Window], keep: dict[str, list] | None = None
+    ) -> dict[str, float]:
+        """`costs` of an image already rendered."""
         costs = {}
         for name, window in windows.items():
             rendered = _blurred(image[window])
@@ -259,8 +275,8 @@ def refine_positions(
         offsets = _STENCIL * spacing
         samples = {name: [] for name in current}
         kept: dict[str, list] = {}
-        for offset in offsets:
-            for name, cost in scene.costs({n: p + offset for n, p in current.items()}, windows, kept).items():
+        for image in scene.render_many([{n: p + offset for n, p in current.items()} for offset in offsets]):
+            for name, cost in scene.score(image, windows, kept).items():
                 samples[name].append(cost)
         last = _LastRound(spacing, {n: np.asarray(c) for n, c in samples.items()}, kept)
         for name, costs in samples.items():
