@@ -5,7 +5,8 @@ the test decides where each attempt runs by adding and killing nodes (raylet and
 Ray's bounded retry: an episode whose node is lost on both attempts is `error`; one whose first node is
 lost while a second node is free gets its real verdict from the retry.
 Private instance: `validate --executor ray` with no address starts Ray itself, on 127.0.0.1 only, and
-leaves no process behind.
+leaves no process behind. An address where nothing answers is one line and exit 3 at once (ray.init alone
+retries it for over ten minutes).
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 
 import psutil
 import pytest
+from click.testing import CliRunner
 
+from replay_check.cli import cli
 from replay_check.executors.ray import LOOPBACK_ENV
 from replay_check.validate import FAULT_ENV, ValidateRequest, validate_dataset
+from tests.cli_checks import error_line
 from tests.ray_cluster import FAST_NODE_DEATH, local_cluster, wait_for_task
 from tests.report_paths import report_folder
 from tests.test_validate_ray import EPISODES, record_four
@@ -120,3 +125,14 @@ def test_private_instance_listens_on_loopback_only_and_stops(root, tmp_path):
     assert any(name == "gcs_server" for _, name in listening), listening
     assert all(loopback(ip) for ip, _ in listening), listening
     assert gone([p for pid, p in started.items() if pid != proc.pid])
+
+
+@pytest.mark.timeout(120)  # without the check, ray.init keeps retrying for more than ten minutes
+def test_an_address_where_no_cluster_answers_is_one_line_and_exit_3(root, tmp_path):
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = CliRunner().invoke(cli, ["validate", "--root", str(root), "--mode", "state", "--executor", "ray",
+                                      "--ray-address", f"127.0.0.1:{port}", "--report-dir", str(tmp_path)])
+    error_line(result, f"cannot start or reach a Ray cluster at 127.0.0.1:{port}", "refused", code=3)
+    assert not list(tmp_path.rglob("summary.json"))

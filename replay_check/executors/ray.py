@@ -14,6 +14,7 @@ setting then holds for the whole process: connect to a remote cluster from anoth
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 
@@ -21,6 +22,7 @@ from replay_check.errors import InputError, OperationalError
 from replay_check.executors.job import Job, JobResult, run_job
 
 DEFAULT_RETRIES = 1
+PROBE_TIMEOUT_S = 5.0  # ray.init retries an address where nothing answers for 10 minutes and more
 # Read once, when ray is imported. "0" makes Ray take 127.0.0.1 as this machine's address, so a private
 # instance binds its servers to the loopback; otherwise (Linux default) they listen on every interface.
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -34,6 +36,19 @@ def _import_ray(*, private: bool = False):
     except ImportError:
         raise InputError('--executor ray needs Ray: pip install "replay-check[ray]"') from None
     return ray
+
+
+def unreachable(address: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why nothing accepts a TCP connection at a HOST:PORT (or ray://HOST:PORT) address; None when something does
+    (or the address is another form, such as "auto", that Ray resolves itself)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
 
 
 class RayExecutor:
@@ -64,6 +79,8 @@ class RayExecutor:
             if address is None:  # a private instance on this machine, reachable from here only
                 self._ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", **options)
             else:
+                if (reason := unreachable(address)) is not None:
+                    raise ConnectionError(f"nothing answers there ({reason})")
                 self._ray.init(address=address, **options)
         except Exception as exc:  # Ray raises ConnectionError, ValueError, or a bare Exception on a startup timeout
             where = f"at {address}" if address else "on this machine"
