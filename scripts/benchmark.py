@@ -157,7 +157,8 @@ def _image_run(root: Path, episode_index: int, steps: int | None, initial, rrd: 
                      recorded_videos=recorded_videos(episode, list(episode.cameras)))
     t0 = time.perf_counter()
     result = replay_episode(episode, profile, ReplaySettings(mode="images", tolerances=profile.tolerances),
-                            initial_state=initial, sinks=[sink], render_workers=workers, recorded_ahead=ahead)
+                            initial_state=initial, sinks=[sink], render_workers=workers,
+                            **({} if ahead is None else {"recorded_ahead": ahead}))  # older trees lack the option
     wall = time.perf_counter() - t0
     queue.put({
         "wall_s": wall,
