@@ -52,6 +52,7 @@ def _assert_same(a, b) -> None:
         assert a == b, (a, b)
 
 
+@pytest.mark.slow  # worker processes
 def test_a_worker_stepping_ahead_returns_what_one_step_at_a_time_gives():
     profile = available_profiles()["aloha-transfer-cube"]
     episode = aloha_episode("transfer_cube", steps=40, seed=3)
@@ -68,6 +69,7 @@ def test_a_worker_stepping_ahead_returns_what_one_step_at_a_time_gives():
             _assert_same(expected, got)
 
 
+@pytest.mark.slow  # worker processes
 def test_stopping_early_discards_the_steps_taken_ahead_and_frees_the_proxy():
     profile = available_profiles()["aloha-transfer-cube"]
     episode = aloha_episode("transfer_cube", steps=40, seed=1)
@@ -113,6 +115,7 @@ class _Undeclared:
         self.states.append(adapter.state())
 
 
+@pytest.mark.slow  # worker processes
 def test_state_mode_through_a_worker_gives_the_in_process_report_contacts_and_body_poses():
     profile = available_profiles()["aloha-transfer-cube"]
     episode = aloha_episode("transfer_cube", steps=50, seed=2)
@@ -136,6 +139,7 @@ def test_state_mode_through_a_worker_gives_the_in_process_report_contacts_and_bo
     _assert_same(probe.states, runs[2][3].states)
 
 
+@pytest.mark.slow  # worker processes
 def test_an_ensemble_member_through_a_worker_is_the_in_process_member():
     from replay_check.ensemble import _replay_member
 
@@ -151,6 +155,7 @@ def test_an_ensemble_member_through_a_worker_is_the_in_process_member():
         _assert_same(expected, _replay_member(proxy, initial, episode.action, seed=5))
 
 
+@pytest.mark.slow  # worker processes
 def test_a_worker_dying_while_stepping_ahead_is_a_worker_error():
     import os
     import signal
