@@ -11,6 +11,9 @@ Only numpy and OpenCV: cheap to import, and the heavy array work releases the GI
 
 from __future__ import annotations
 
+import functools
+import math
+
 import cv2
 import numpy as np
 
@@ -32,6 +35,7 @@ RECTS = np.array([[(r[:, 0].min() + r[:, 0].max()) / 2, (r[:, 1].min() + r[:, 1]
 CORNERS = np.array([[cx + sx * hw, cy + sy * hh] for cx, cy, hw, hh in RECTS
                     for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))])
 # Area centroid and second moments of the (ungrown) T in the body frame.
+_CORNER_LIST = [(float(x), float(y)) for x, y in CORNERS]
 _RECT_X, _RECT_Y, _HALF_W, _HALF_H = (RECTS[:, i].reshape(2, 1, 1) for i in range(4))
 T_CENTROID_LOCAL = np.array([0.0, (3600 * 15 + 2700 * 75) / 6300])
 REFIT_FACTOR, REFIT_SLACK = 1.5, 1e-3  # a warm fit costing more than 1.5x the last one (+ slack) restarts
@@ -51,6 +55,15 @@ def blockness(frame: np.ndarray) -> np.ndarray:
     return np.clip(1.0 - np.sqrt(squared) / COLOUR_RADIUS, 0.0, 1.0)
 
 
+@functools.lru_cache(maxsize=4)
+def _samples(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where cv2's resize samples the 512 canvas for each output column and row: (j + 0.5) * scale - 0.5."""
+    sample_x = (np.arange(width) + 0.5) * (ARENA / width) - 0.5
+    sample_y = (np.arange(height) + 0.5) * (ARENA / height) - 0.5
+    sample_x.flags.writeable = sample_y.flags.writeable = False
+    return sample_x, sample_y
+
+
 def visible(likelihood: np.ndarray) -> bool:
     """Whether enough block-coloured pixels are in view to fit the T."""
     height, width = likelihood.shape
@@ -63,23 +76,23 @@ class SilhouetteFit:
     def __init__(self, likelihood: np.ndarray):
         self.likelihood = np.asarray(likelihood, np.float64)
         self.height, self.width = self.likelihood.shape
-        self.scale = np.array([ARENA / self.width, ARENA / self.height])  # arena units per image pixel
-        # cv2's resize samples output pixel j at canvas coordinate (j + 0.5) * scale - 0.5
-        self.sample_x = (np.arange(self.width) + 0.5) * self.scale[0] - 0.5
-        self.sample_y = (np.arange(self.height) + 0.5) * self.scale[1] - 0.5
-        self.ramp = float(self.scale.mean())  # edge width: one image pixel, in arena units
-        self.total = float((self.likelihood**2).sum())
+        self.scale_x, self.scale_y = ARENA / self.width, ARENA / self.height  # arena units per image pixel
+        self.sample_x, self.sample_y = _samples(self.height, self.width)
+        self.ramp = (self.scale_x + self.scale_y) / 2  # edge width: one image pixel, in arena units
+        flat = self.likelihood.reshape(-1)
+        self.total = float(flat @ flat)
 
     def _window(self, pose: np.ndarray) -> tuple[slice, slice]:
         """The image pixels the T at `pose` can touch (its bounding box plus the edge ramp)."""
-        c, s = np.cos(pose[2]), np.sin(pose[2])
-        world = CORNERS @ np.array([[c, s], [-s, c]]) + pose[:2]
-        margin = self.ramp
-        low = np.floor((world.min(axis=0) - margin + 0.5) / self.scale - 0.5).astype(int)
-        high = np.ceil((world.max(axis=0) + margin + 0.5) / self.scale - 0.5).astype(int) + 1
-        x0, y0 = np.maximum(low, 0)
-        x1, y1 = np.minimum(high, (self.width, self.height))
-        return slice(int(y0), int(max(y1, y0))), slice(int(x0), int(max(x1, x0)))
+        c, s = math.cos(pose[2]), math.sin(pose[2])
+        xs = [c * lx - s * ly for lx, ly in _CORNER_LIST]
+        ys = [s * lx + c * ly for lx, ly in _CORNER_LIST]
+        margin = self.ramp - 0.5
+        x0 = max(math.floor((pose[0] + min(xs) - margin) / self.scale_x - 0.5), 0)
+        y0 = max(math.floor((pose[1] + min(ys) - margin) / self.scale_y - 0.5), 0)
+        x1 = min(math.ceil((pose[0] + max(xs) + margin + 1.0) / self.scale_x - 0.5) + 1, self.width)
+        y1 = min(math.ceil((pose[1] + max(ys) + margin + 1.0) / self.scale_y - 0.5) + 1, self.height)
+        return slice(y0, max(y1, y0)), slice(x0, max(x1, x0))
 
     def model(self, pose: np.ndarray, jacobian: bool = False):
         """(window, modelled coverage in it, d coverage / d (x, y, angle) or None)."""
