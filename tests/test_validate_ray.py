@@ -2,8 +2,9 @@
 
 Four recorded PushT episodes (episode 1's actions shifted, so it fails) in state mode: the Ray run's
 summary and reports equal the local pool's; a worker killed mid-episode is an error after Ray's bounded
-retry and the batch completes; an interrupted Ray run cancels its outstanding tasks and a re-run redoes
-only the episodes without a report.
+retry, one raising is an error at once, one past --timeout is cancelled, and the batch completes; an
+interrupted Ray run (in process, and the CLI under SIGINT) cancels its outstanding tasks and a re-run
+redoes only the episodes without a report. Node loss and the private instance: test_validate_ray_own.
 """
 
 from __future__ import annotations
@@ -96,6 +97,14 @@ def test_ray_worker_killed_or_raising_mid_episode_is_an_error(cluster, root, tmp
     assert saved[2]["status"] == "error" and saved[2]["message"] == entries[2]["message"]
     assert saved[2]["worker"] is None  # Ray's own error: no worker answered
     assert "_misbehave" in saved[3]["traceback"] and saved[3]["worker"].startswith(f"{socket.gethostname()}:")
+
+
+def test_ray_task_past_the_timeout_is_cancelled_and_an_error(cluster, root, tmp_path, monkeypatch):
+    monkeypatch.setenv(FAULT_ENV, "0=hang")
+    batch = validate_dataset(ray_request(root, tmp_path, cluster, episodes="0", timeout=2))
+    assert (batch.counts["error"], batch.counts["total"]) == (1, 1) and batch.exit_code() == 3
+    assert batch.summary["episodes"][0]["message"] == "timed out after 2 s (Ray task cancelled)"
+    wait_for_cpus(2)  # its worker was killed
 
 
 def test_interrupted_ray_run_cancels_and_resumes(cluster, root, tmp_path):
