@@ -126,7 +126,7 @@ def replay_episode(
     physics: dict[str, float] | None = None,
     probes: Sequence[Probe] = (),
     conclude: Callable[[ReplayResult], ReplayResult] | None = None,
-    recorded_ahead: bool | None = None,
+    recorded_ahead: bool = False,
 ) -> ReplayResult:
     """Replay `episode` in the profile's simulator and return its metrics, divergences and verdict.
 
@@ -138,9 +138,10 @@ def replay_episode(
     per core for families whose frames are costly, 0: render here, in step order). The result is the
     same either way, bit for bit.
 
-    `recorded_ahead`: decode the recorded frames and measure them in a thread ahead of the comparison
-    (None: where the measurement needs no replay, i.e. a one-sided frame meter like PushT's; False:
-    in step order on this thread). Same result either way, bit for bit.
+    `recorded_ahead`: decode the recorded frames, and measure them where that needs no replay (a
+    one-sided frame meter like PushT's), in a thread ahead of the comparison. Same result bit for bit;
+    off by default: on a busy 2-core machine the thread's GIL contention (the metrics' numpy work
+    slowed down) cost about what it saved (scripts/benchmark.py --recorded-ahead).
     """
     settings = settings or ReplaySettings(tolerances=profile.tolerances)
     cameras = validate_episode(episode, profile, settings)
@@ -259,7 +260,7 @@ def _run_steps(
     progress: Progress | None,
     workers: RenderWorkers | None = None,
     probes: Sequence[Probe] = (),
-    recorded_ahead: bool | None = None,
+    recorded_ahead: bool = False,
 ) -> tuple[dict[str, np.ndarray], dict[str, alignment.FrameOffset], dict[str, float]]:
     """Step physics, render, compare and log every step.
 
@@ -400,14 +401,14 @@ class _Comparer:
     """The comparison side of the step loop: frames, objects, offset probe, metrics and sinks, in step order."""
 
     def __init__(self, episode: Episode, profile: Profile, adapter: SimAdapter, cameras: Sequence[str], stride: int,
-                 sinks: Sequence[Sink], timer: _Timer, progress: Progress | None, ahead: bool | None = None):
+                 sinks: Sequence[Sink], timer: _Timer, progress: Progress | None, ahead: bool = False):
         self.episode, self.profile, self.sinks, self.timer, self.progress = episode, profile, sinks, timer, progress
         self.cameras = list(cameras)
         self.state_names = list(episode.state_names or [f"state_{i}" for i in range(episode.state.shape[1])])
         self.objects = _ObjectObserver(episode, profile, adapter, cameras)
         self.feed = FrameFeed(episode, cameras)
         self.ahead: RecordedAhead | None = None
-        if cameras and (self.objects.one_sided if ahead is None else ahead):
+        if cameras and ahead:
             meter = self.objects.measure if self.objects.one_sided else None
             self.ahead = RecordedAhead(self.feed, lambda t: _compared(self.cameras, stride, t),
                                        meter.camera if meter else None, meter.measure if meter else None,

@@ -14,8 +14,8 @@ whether the metrics equal the serial run's bit for bit. Each image-mode run is a
 is its own; it imports and builds the simulator once before its clock starts (as the floors are measured warm) and
 prints how long that took. Everything is measured in one run so ratios are comparable on a noisy shared machine;
 `--repeat N` runs every floor and image-mode configuration N times (configurations alternating) and prints the
-fastest of each, with the median wall time beside it. `--step-order` adds each image-mode configuration with the
-recorded frames decoded and measured on the main thread in step order (PushT measures them ahead in a thread).
+fastest of each, with the median wall time beside it. `--recorded-ahead` adds each image-mode configuration with the
+recorded frames decoded and measured in a thread ahead of the comparison (replay_episode(recorded_ahead=True)).
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ def image_mode(root: Path, episode_index: int, steps: int | None, initial, rrd: 
 
 def bench_dataset(root: Path, episode_index: int, rrd_dir: Path, worker_counts: list[int],
                   steps: int | None = None, repeat: int = 1, state_only: bool = False,
-                  step_order: bool = False) -> None:
+                  ahead: bool = False) -> None:
     episode, profile = load(root, episode_index, steps)
     probe = adapter_for(episode, profile)
     t0 = time.perf_counter()
@@ -208,20 +208,20 @@ def bench_dataset(root: Path, episode_index: int, rrd_dir: Path, worker_counts: 
     print(f"decode floor       {dec:8.2f} ms/frame")
     print(f"render floor       {ren:8.2f} ms/frame")
     print(f"decode+render      {floor:8.2f} ms/step   ({floor * episode.length / 1000:.1f} s for the episode)")
-    # (render workers, recorded_ahead): None = the default, False = recorded frames decoded and measured in step order
-    configs = [(workers, ahead) for workers in worker_counts for ahead in ((None, False) if step_order else (None,))]
+    # (render workers, recorded_ahead): None = the default, True = recorded frames decoded and measured in a thread
+    configs = [(workers, mode) for workers in worker_counts for mode in ((None, True) if ahead else (None,))]
     runs: dict[tuple[int, bool | None], list[dict]] = {config: [] for config in configs}
     for _ in range(repeat):
-        for workers, ahead in configs:
+        for workers, mode in configs:
             rrd = rrd_dir / f"{episode.meta.name}-{workers}.rrd"
-            runs[workers, ahead].append(image_mode(root, episode_index, steps, initial, rrd, workers, ahead))
+            runs[workers, mode].append(image_mode(root, episode_index, steps, initial, rrd, workers, mode))
     serial_digest = None
-    for workers, ahead in configs:
-        walls = sorted(r["wall_s"] for r in runs[workers, ahead])
-        run = min(runs[workers, ahead], key=lambda r: r["wall_s"])
+    for workers, mode in configs:
+        walls = sorted(r["wall_s"] for r in runs[workers, mode])
+        run = min(runs[workers, mode], key=lambda r: r["wall_s"])
         image_ms = ms_per_step(run["wall_s"], episode.length)
         loop, phases = run["loop"], run["phases"]
-        label = ("serial" if workers == 0 else f"{workers} render workers") + (", step order" if ahead is False else "")
+        label = ("serial" if workers == 0 else f"{workers} render workers") + (", recorded ahead" if mode else "")
         cpu = "n/a" if loop.get("cpu_s") is None else f"{loop['cpu_s'] / loop['wall_s']:.2f}"
         print(f"image mode, {label:<17} {run['wall_s']:7.2f} s = {image_ms:7.2f} ms/step "
               f"({image_ms / floor:.2f}x decode+render floor); step loop {loop['wall_s']:.2f} s, "
@@ -245,8 +245,8 @@ def bench_dataset(root: Path, episode_index: int, rrd_dir: Path, worker_counts: 
               f" once); .rrd {run['rrd_mb'] or 0:.1f} MB")
         if serial_digest is None:
             serial_digest = run["digest"]
-        same = all(r["digest"] == serial_digest for r in runs[workers, ahead])
-        if (workers, ahead) != configs[0] or repeat > 1:
+        same = all(r["digest"] == serial_digest for r in runs[workers, mode])
+        if (workers, mode) != configs[0] or repeat > 1:
             print(f"  metrics identical to the first run: {'yes' if same else 'NO'}")
 
 
@@ -260,9 +260,9 @@ def main() -> None:
     parser.add_argument("--render-workers", default=f"0,{auto_worker_count() or 2}",
                         help="comma-separated render-worker counts to run image mode with (0 = serial)")
     parser.add_argument("--only", choices=("aloha", "pusht"), help="benchmark one family only")
-    parser.add_argument("--step-order", action="store_true",
-                        help="also run each image-mode configuration with recorded frames decoded and measured in "
-                             "step order on the main thread (recorded_ahead=False)")
+    parser.add_argument("--recorded-ahead", action="store_true",
+                        help="also run each image-mode configuration with recorded frames decoded and measured in a "
+                             "thread ahead of the comparison (recorded_ahead=True)")
     parser.add_argument("--repeat", type=int, default=1, help="run everything N times, print the fastest")
     parser.add_argument("--state-only", action="store_true", help="only the physics floor and state mode")
     args = parser.parse_args()
@@ -286,10 +286,10 @@ def main() -> None:
                 args.pusht_root = None
     if aloha:
         bench_dataset(args.root, args.episode, work, counts, args.steps, args.repeat, args.state_only,
-                      args.step_order)
+                      args.recorded_ahead)
     if pusht and args.pusht_root:
         bench_dataset(args.pusht_root, args.pusht_episode, work, counts, repeat=args.repeat,
-                      state_only=args.state_only, step_order=args.step_order)
+                      state_only=args.state_only, ahead=args.recorded_ahead)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak RSS of the benchmark process itself (floors, state mode) {peak_mb:.0f} MB")
 

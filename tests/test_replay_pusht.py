@@ -153,9 +153,9 @@ def test_recorded_frames_measured_ahead_give_the_serial_result(pusht_pair, strid
     episode = open_dataset(root=pusht_pair[1]).episode(0)
     profile = available_profiles()["pusht"]
     settings = ReplaySettings(mode="images", tolerances=profile.tolerances, image_stride=stride)
-    results = {ahead: replay_episode(episode, profile, settings, recorded_ahead=ahead) for ahead in (False, None)}
+    results = {ahead: replay_episode(episode, profile, settings, recorded_ahead=ahead) for ahead in (False, True)}
     assert not [t for t in threading.enumerate() if t.name == "replay-check-recorded"]  # gone after the replay
-    serial, ahead = results[False], results[None]
+    serial, ahead = results[False], results[True]
     assert "ahead_objects" in ahead.timings_ms_per_step and "ahead_objects" not in serial.timings_ms_per_step
     assert sorted(serial.metrics) == sorted(ahead.metrics)
     assert any(name.startswith("block") or "object" in name for name in serial.metrics)
