@@ -73,3 +73,26 @@ def test_wire_carries_arrays_without_numpy_pickles_and_frames_by_slot():
     finally:
         wire.unregister_pool(pool)
         pool.close()
+
+
+def test_pools_made_from_many_threads_at_once_never_start_the_resource_tracker():
+    """Render workers start from one thread each; the tracker stand-ins must not be restored out of order."""
+    code = """
+import threading
+from multiprocessing import resource_tracker
+from replay_check.worker.shm import FramePool
+register, unregister = resource_tracker.register, resource_tracker.unregister
+def churn():
+    for _ in range(30):
+        pool = FramePool.create(4096, slots=2)
+        pool.unlink()
+        pool.close()
+threads = [threading.Thread(target=churn) for _ in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(resource_tracker._resource_tracker._pid, resource_tracker.register is register,
+      resource_tracker.unregister is unregister)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.split() == ["None", "True", "True"], out.stdout + out.stderr
+    assert "leaked" not in out.stderr

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from multiprocessing import shared_memory
@@ -40,17 +41,25 @@ class SlotHandle:
     dtype: str
 
 
+_TRACKER_PATCH = threading.Lock()  # render workers start from several threads at once
+
+
 @contextlib.contextmanager
 def _untracked():
-    """SharedMemory calls inside this block neither start nor talk to the resource tracker (Python < 3.13)."""
+    """SharedMemory calls inside this block neither start nor talk to the resource tracker (Python < 3.13).
+
+    One block at a time: two overlapping blocks would restore each other's stand-ins, letting a
+    segment be registered (which starts the tracker) or leaving the no-ops in place for good.
+    """
     from multiprocessing import resource_tracker
 
-    register, unregister = resource_tracker.register, resource_tracker.unregister
-    resource_tracker.register = resource_tracker.unregister = lambda *args, **kwargs: None
-    try:
-        yield
-    finally:
-        resource_tracker.register, resource_tracker.unregister = register, unregister
+    with _TRACKER_PATCH:
+        register, unregister = resource_tracker.register, resource_tracker.unregister
+        resource_tracker.register = resource_tracker.unregister = lambda *args, **kwargs: None
+        try:
+            yield
+        finally:
+            resource_tracker.register, resource_tracker.unregister = register, unregister
 
 
 def _open(name: str | None, size: int = 0) -> shared_memory.SharedMemory:
