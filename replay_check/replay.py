@@ -27,8 +27,8 @@ from replay_check.recorded import FrameFeed, RecordedAhead
 from replay_check.render_workers import RenderWorkers, auto_worker_count, process_pss_mb
 from replay_check.sims import make_adapter
 from replay_check.sims.base import InitialState, Pose, SimAdapter, SimObservation, SimSpec
-from replay_check.steps import ReplayResult, ReplaySettings, Sink, SinkContext, StepRecord
 from replay_check.stepping import ReadsView, step_through
+from replay_check.steps import ReplayResult, ReplaySettings, Sink, SinkContext, StepRecord
 
 Progress = Callable[[int, int], None]
 # Called after every physics step with (t, adapter), e.g. a contact timeline; must not change the simulation.
@@ -442,7 +442,7 @@ class _Comparer:
         return {key: by_camera[self.profile.cameras[key]] for key in stepped.keys}
 
     def step(self, stepped: _Stepped, workers: RenderWorkers | None) -> None:
-        episode, profile, timer = self.episode, self.profile, self.timer
+        episode, timer = self.episode, self.timer
         t, sim, length = stepped.t, stepped.sim, episode.length
         tick = time.perf_counter()
         measured = None

@@ -5,7 +5,8 @@ replay_check.sims (and through it the family adapter, numpy and the simulator pa
 the pipe reaches EOF or, on Linux, when the parent dies (PR_SET_PDEATHSIG), so an orphan never lingers.
 Requests: ("make", args, kwargs, pool) -> adapter description; ("call", method, args, kwargs) -> result;
 ("steps", actions, reads) -> [(observation, {read: value}), ...] (several steps per round trip, see
-replay_check.stepping; it stops after an unstable step); ("modules",) -> imported module names; ("close",). Replies: ("ok", value) or ("err", exception).
+replay_check.stepping; it stops after an unstable step); ("modules",) -> imported module names; ("close",).
+Replies: ("ok", value) or ("err", exception).
 """
 
 from __future__ import annotations
