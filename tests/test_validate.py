@@ -227,7 +227,8 @@ def test_killed_run_resumes(clean_root, tmp_path):
 
 
 def test_ctrl_c_writes_partial_summary_without_traceback(clean_root, tmp_path):
-    proc = _start_cli(clean_root, tmp_path)
+    # The last episode hangs, so the batch cannot finish before the signal lands (state mode is fast now).
+    proc = _start_cli(clean_root, tmp_path, env={FAULT_ENV: f"{EPISODES - 1}=hang"})
     _wait_for_report(tmp_path, proc)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)

@@ -7,6 +7,8 @@ traceback is printed and the exit code is 3, so CI never mistakes a crash for a 
 
 from __future__ import annotations
 
+import faulthandler
+import signal
 import sys
 import traceback
 
@@ -59,6 +61,8 @@ _register()
 
 
 def main() -> None:
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` prints every thread's stack: where a stuck run waits
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     cli(prog_name="replay-check")
 
 
