@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from replay_check.errors import InputError
 from replay_check.validate import FAULT_ENV, ValidateRequest, parse_episodes, validate_dataset
 from tests.report_paths import report_folder
+from tests.signals import interruptible
 
 EPISODES, STEPS = 3, 30
 
@@ -187,7 +188,7 @@ def _start_cli(root: Path, report_dir: Path, *extra: str, env: dict | None = Non
     args = [sys.executable, "-m", "replay_check", "validate", "--root", str(root), "--mode", "state",
             "--workers", "1", "--no-plots", "--report-dir", str(report_dir), *extra]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, **(env or {})}, preexec_fn=interruptible)
 
 
 def test_sigkilled_driver_leaves_no_workers(clean_root, tmp_path):

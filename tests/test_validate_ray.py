@@ -26,6 +26,7 @@ import pytest
 from replay_check.validate import FAULT_ENV, ValidateRequest, validate_dataset
 from tests.ray_cluster import LOOPBACK_ENV, local_cluster, task_processes, wait_for_cpus
 from tests.report_paths import report_folder
+from tests.signals import interruptible
 from tests.test_validate import comparable
 
 pytestmark = pytest.mark.slow
@@ -129,7 +130,7 @@ def test_cli_ctrl_c_on_ray_cancels_outstanding_tasks_and_a_rerun_resumes(cluster
         args = [sys.executable, "-m", "replay_check", "validate", "--root", str(root), "--mode", "state",
                 "--no-plots", "--report-dir", str(tmp_path), "--executor", "ray", "--ray-address", cluster.address]
         return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, **LOOPBACK_ENV, **env})
+                                env={**os.environ, **LOOPBACK_ENV, **env}, preexec_fn=interruptible)
 
     folder = report_folder(tmp_path, root)
     proc = cli({FAULT_ENV: f"{EPISODES - 1}=hang"})  # the last episode holds its CPU until cancelled
