@@ -133,3 +133,25 @@ def test_pusht_profile_is_chosen_for_pusht_datasets(repo_id, robot_type):
     assert profile.name == "pusht" and profile.adapter == "pusht"
     assert profile.cameras == {"observation.image": "top"}
     assert profile.objects == ("block",)
+
+
+def test_advance_is_env_step_bit_for_bit():
+    """advance runs env.step's substeps itself: the same trajectory, contacts included, over random pushes."""
+    ours, theirs = PushTAdapter("pusht", {"top": (96, 96)}), PushTAdapter("pusht", {"top": (96, 96)})
+    rng = np.random.default_rng(7)
+    start = initial((256.0, 420.0), (256.0, 300.0, 0.7))
+    ours.restore(start)
+    theirs.restore(start)
+    target, touched = np.array([256.0, 420.0]), 0
+    for _ in range(150):
+        # a random walk pulled towards the block, so the agent keeps pushing it
+        target = np.clip(target + rng.normal(0, 25, 2) + 0.2 * (np.array(theirs.block_pose()[:2]) - target), 0, 512)
+        ours.advance(target)
+        theirs.env.step(target)
+        mine, reference = ours.snapshot(), theirs.snapshot()  # state, then the contact segments drawn
+        assert mine.tobytes() == reference.tobytes()
+        assert ours.env.n_contact_points == theirs.env.n_contact_points
+        touched += mine.size > 10
+    assert touched > 10  # the walk did push the block (contacts were compared, not only free motion)
+    ours.close()
+    theirs.close()

@@ -1,7 +1,7 @@
 """gym-pusht (pymunk) adapter: the T-pushing task at 10 Hz, block pose as the pymunk body origin.
 
-gym-pusht's `step` with obs_type="state" renders nothing, so this adapter calls it and the physics
-is gym-pusht's own (PD on the agent, 10 substeps of 10 ms). `restore` does not use its
+The physics is gym-pusht's own (PD on the agent, 10 substeps of 10 ms): `advance` runs env.step's
+substep loop itself, without the coverage, observation and info env.step computes after it. `restore` does not use its
 `reset_to_state`, which sets the block position before the angle: pymunk rotates about the centre of
 gravity (0, 45 in the body frame), so that order moves the block. We set the angle first.
 """
@@ -78,6 +78,7 @@ class PushTAdapter:
         self.camera_names = tuple(self.cameras)
         self.env = PushTEnv(obs_type="state", render_mode="rgb_array")
         self.env.reset(seed=0)
+        self._substeps = int(1 / (self.env.dt * self.env.control_hz))  # as gym-pusht's step counts them
         self._coverage: float | None = None
 
     @classmethod
@@ -123,7 +124,20 @@ class PushTAdapter:
         target = np.asarray(action, dtype=np.float64).reshape(-1)
         if target.shape != (2,):
             raise InputError(f"PushT action has shape {target.shape}; expected (2,) target x, y")
-        self.env.step(target)
+        env = self.env
+        # gym-pusht's env.step substeps, without the coverage, observation and info it then computes and
+        # this adapter drops: the same float operations in the same order (PD on the agent, then a pymunk
+        # step), so the trajectory is env.step's bit for bit (tests/test_sims_pusht.py).
+        env.n_contact_points = 0
+        env._last_action = target
+        agent, space, dt = env.agent, env.space, env.dt
+        tx, ty = float(target[0]), float(target[1])
+        for _ in range(self._substeps):
+            (px, py), (vx, vy) = agent.position, agent.velocity
+            ax = env.k_p * (tx - px) + env.k_v * (0 - vx)
+            ay = env.k_p * (ty - py) + env.k_v * (0 - vy)
+            agent.velocity = (vx + ax * dt, vy + ay * dt)
+            space.step(dt)
         self._coverage = None  # computed on demand, in a fixed shape order (see coverage)
 
     def observe(self) -> SimObservation:
