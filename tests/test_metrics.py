@@ -192,3 +192,48 @@ def test_state_columns_are_bit_for_bit_the_reductions_they_replace():
         assert row.keys() == expected.keys()
         for key, value in expected.items():
             assert np.array_equal(row[key], value, equal_nan=True) and type(row[key]) is float, key
+
+
+def separate_passes_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM as metrics.ssim computes it, one numpy pass per float32 operation: a guard for faster rewrites."""
+    x = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    y = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+    def f(z):
+        return cv2.GaussianBlur(z, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
+
+    mx, my, sxx, syy, sxy = f(x), f(y), f(x * x), f(y * y), f(x * y)
+    c1, c2 = np.float32((0.01 * 255) ** 2), np.float32((0.03 * 255) ** 2)
+    p = mx * my
+    num = (p * np.float32(2) + c1) * ((sxy - p) * np.float32(2) + c2)
+    s = mx * mx + my * my
+    den = (s + c1) * ((sxx + syy - s) + c2)
+    return float(cv2.mean((num / den)[5:-5, 5:-5])[0])
+
+
+def test_ssim_is_bit_for_bit_the_separate_float32_passes_and_ignores_memory_layout():
+    for seed, amplitude in ((0, 3), (1, 40), (2, 120)):
+        a = textured(seed, shape=(72, 90, 3))
+        b = noisy(a, amplitude, seed + 5)
+        value = metrics.ssim(a, b)
+        assert value == separate_passes_ssim(a, b)
+        flipped = np.ascontiguousarray(b[::-1])[::-1]  # how renders arrive
+        assert metrics.ssim(a, flipped) == value
+
+
+def test_step_metrics_of_flipped_renders_are_those_of_their_contiguous_copies():
+    """Renders arrive as flipped views; each step's row holds its own frames' values, whatever the layout."""
+    compute = metrics.StepMetrics(state_names=NAMES, groups=GROUPS, cameras=["top", "wrist"])
+    rows = []
+    for seed in range(3):
+        frames = {c: textured(seed + 10 * i) for i, c in enumerate(["top", "wrist"])}
+        renders = {c: np.ascontiguousarray(noisy(f, 5 + 20 * seed, seed)[::-1])[::-1] for c, f in frames.items()}
+        step = StepRecord(t=seed, timestamp=seed / 50, recorded_state=np.zeros(6), replayed_state=np.zeros(6),
+                          action=None, replayed_objects={}, recorded_frames=frames, replayed_frames=renders)
+        rows.append(compute(step))
+        for c in frames:
+            contiguous = np.ascontiguousarray(renders[c])
+            assert rows[-1][f"image/{c}/ssim"] == metrics.ssim(frames[c], contiguous)
+            assert rows[-1][f"image/{c}/psnr"] == metrics.psnr(frames[c], contiguous)
+            assert rows[-1][f"image/{c}/mad"] == metrics.mean_abs_diff(frames[c], contiguous)
+    assert len({row["image/top/ssim"] for row in rows}) == 3

@@ -413,3 +413,67 @@ def test_pusht_scene_draws_recorded_and_replayed_t_and_agent_in_arena_pixels(tmp
     assert len(outline) == 2  # the T's bar and stem
     nodes = walk(sink.blueprint.root_container)
     assert any(isinstance(n, rrb.Spatial2DView) and str(n.origin) == "/scene2d" for n in nodes)
+
+
+def _flipped_steps(n: int) -> list[StepRecord]:
+    """Steps whose renders arrive as flipped views (as from the simulators), a different picture each step."""
+    steps = make_steps(n)
+    for step in steps:
+        render = step.replayed_frames[CAM]
+        render[8 + step.t] = 255  # a different picture each step
+        step.replayed_frames[CAM] = np.ascontiguousarray(render[::-1])[::-1]
+    return steps
+
+
+@pytest.mark.parametrize("jpeg_quality", [75, None])
+def test_each_step_logs_its_own_images_though_the_sink_reuses_buffers(tmp_path, jpeg_quality):
+    """The replayed and diff images of every step are that step's (a kept buffer must not leak into an
+    earlier step's logged data, raw or JPEG); the JPEG bytes are OpenCV's encoding of the frames."""
+    import cv2
+
+    from replay_check.metrics import diff_image
+
+    sink = make_sink(tmp_path, jpeg_quality=jpeg_quality)
+    steps = _flipped_steps(3)
+    for step in steps:
+        sink.on_step(step, {})
+    sink.finish(make_result(3, {}, "pass"))
+    chunks = read_rrd(tmp_path / "rec.rrd")
+    for entity, frames in (("replayed", [s.replayed_frames[CAM] for s in steps]),
+                           ("diff", [diff_image(s.recorded_frames[CAM], np.ascontiguousarray(s.replayed_frames[CAM]))
+                                     for s in steps])):
+        if jpeg_quality is None:
+            logged = [bytes(np.asarray(b, dtype=np.uint8)) for b in column(chunks[f"/{entity}/{CAM}"], "Image:buffer")]
+            assert logged == [np.ascontiguousarray(f).tobytes() for f in frames], entity
+        else:
+            logged = [bytes(np.asarray(b, dtype=np.uint8)) for b in
+                      column(chunks[f"/{entity}/{CAM}"], "EncodedImage:blob")]
+            expected = [cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2BGR),
+                                     [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])[1].tobytes() for f in frames]
+            assert logged == expected, entity
+        assert len(set(logged)) == 3
+
+
+def test_images_go_out_in_columns_on_the_times_set_time_would_give(tmp_path):
+    """JPEGs and video frame references are sent every IMAGE_BATCH_STEPS steps and at finish, on the same
+    frame_index and timestamp (ns, rounded as set_time rounds: step 2 at 30 fps is 66666667, not 66666666)."""
+    import dataclasses
+
+    from replay_check import viz
+
+    n = 2 * viz.IMAGE_BATCH_STEPS + 9
+    sink = make_sink(tmp_path)
+    for step in make_steps(n):
+        step = dataclasses.replace(step, timestamp=step.t / 30)
+        sink.on_step(step, {})
+        pending = sum(len(entry[1]) for entry in sink._images.pending.values())
+        assert pending == 3 * sink._images.steps  # recorded, replayed, diff
+        assert sink._images.steps == (step.t + 1) % viz.IMAGE_BATCH_STEPS  # the viewer is never further behind
+    sink.finish(make_result(n, {}, "pass"))
+    chunks = read_rrd(tmp_path / "rec.rrd")
+    for entity in ("recorded", "replayed", "diff"):
+        batches = chunks[f"/{entity}/{CAM}"]
+        assert column(batches, "frame_index") == list(range(n))
+        nanos = [b.column("timestamp").cast("int64").to_pylist() for b in batches if "timestamp" in b.schema.names]
+        assert [v for part in nanos for v in part] == [round(1e9 * (t / 30)) for t in range(n)]
+        assert len(column(batches, "EncodedImage:blob")) == n
