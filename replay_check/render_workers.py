@@ -182,6 +182,11 @@ class RenderWorkers:
             images.append(outstanding.popleft().collect("render_hypothesis"))
         return images
 
+    def worker(self, index: int = 0):
+        """Worker `index`'s proxy adapter once it is up (image mode may step its simulator there too)."""
+        self.ready(index)
+        return self._workers[index]
+
     @property
     def pids(self) -> list[int]:
         return [worker.pid for worker in self._workers]

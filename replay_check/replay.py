@@ -27,7 +27,7 @@ from replay_check.recorded import FrameFeed, RecordedAhead
 from replay_check.render_workers import RenderWorkers, auto_worker_count, process_pss_mb
 from replay_check.sims import make_adapter
 from replay_check.sims.base import InitialState, Pose, SimAdapter, SimObservation, SimSpec
-from replay_check.stepping import ReadsView, step_through
+from replay_check.stepping import ReadsView, step_through, take_read
 from replay_check.steps import ReplayResult, ReplaySettings, Sink, SinkContext, StepRecord
 
 Progress = Callable[[int, int], None]
@@ -38,6 +38,7 @@ Probe = Callable[[int, SimAdapter], None]
 PIPELINE_DEPTH_PER_WORKER = 2  # steps the physics side may run ahead of the comparison, per render worker
 RECORDED_AHEAD_DEPTH = 8  # recorded frames decoded and measured ahead of the comparison (96x96: 27 KB each)
 STEP_AHEAD = 32  # steps an out-of-process adapter may take ahead of the comparison in state mode
+IMAGE_STEP_AHEAD = 16  # steps a render worker that steps the physics too may take ahead (Family.step_in_worker)
 
 
 def validate_episode(episode: Episode, profile: Profile, settings: ReplaySettings) -> list[str]:
@@ -134,9 +135,11 @@ def replay_episode(
     `probes` see the adapter after every physics step; `conclude` may refine the result (the cause
     analysis) before the sinks see it.
 
-    `render_workers`: processes rendering the compared frames while this one steps ahead (None: one
-    per core for families whose frames are costly, 0: render here, in step order). The result is the
-    same either way, bit for bit.
+    `render_workers`: processes rendering the compared frames while this one steps ahead (None: the
+    family's default on >= 2 cores, one per core; 0: render here, in step order). For a family with
+    `step_in_worker` (PushT) the default is one worker that also steps the physics, running ahead, when
+    every step is compared and every probe declares its reads. The result is the same either way, bit
+    for bit.
 
     `recorded_ahead`: decode the recorded frames, and measure them where that needs no replay (a
     one-sided frame meter like PushT's), in a thread ahead of the comparison. Same result bit for bit;
@@ -151,7 +154,9 @@ def replay_episode(
     workers = None
     try:
         # Started first, so the workers load and warm up while the sinks start and the state is estimated.
-        workers = _render_workers(episode, profile, cameras, adapter, render_workers)
+        count = _worker_count(profile, render_workers)
+        steps_in_worker = _steps_in_worker(profile, settings, probes, count) and bool(cameras)
+        workers = _render_workers(episode, profile, cameras, adapter, count, steps_in_worker)
         _start_sinks(sinks, SinkContext(episode, profile, settings, tuple(cameras), tuple(
             episode.state_names or [f"state_{i}" for i in range(episode.state.shape[1])])))
         start = time.perf_counter()
@@ -160,11 +165,15 @@ def replay_episode(
         initial = initial_state or recover_initial_state(episode, profile, estimator)
         timer.add("initial_state", start)
         adapter.restore(initial)
+        stepper = None
         if workers is not None:
             workers.ready()
+            if steps_in_worker:
+                stepper = workers.worker(0)
+                stepper.restore(initial)
             timer.add("render_workers_start", start)
         columns, offsets, final = _run_steps(episode, profile, settings, adapter, cameras, sinks, timer, progress,
-                                             workers, probes, recorded_ahead)
+                                             workers, probes, recorded_ahead, stepper)
     except BaseException:
         abort_sinks(sinks)
         raise
@@ -197,20 +206,36 @@ def abort_sinks(sinks: Sequence[Sink]) -> None:
                 abort()
 
 
-def _render_workers(episode: Episode, profile: Profile, cameras: Sequence[str], adapter: SimAdapter,
-                    count: int | None) -> RenderWorkers | None:
-    """Render workers for the compared cameras, on the adapter's own interpreter (a stack's, for a proxy).
-
-    None: one per core where the family's frames are worth a process (`Family.render_workers`).
-    """
+def _worker_count(profile: Profile, count: int | None) -> int:
+    """Render workers to start; None: the family's default (none on one core, `Family.render_workers`)."""
     if count is None:
-        count = auto_worker_count() if family_of(profile).render_workers else 0
+        family = family_of(profile)
+        if not family.render_workers:
+            return 0
+        return min(1, auto_worker_count()) if family.step_in_worker else auto_worker_count()
     if count < 0:
         raise InputError(f"render workers must be >= 0, got {count}")
+    return count
+
+
+def _steps_in_worker(profile: Profile, settings: ReplaySettings, probes: Sequence[Probe], count: int) -> bool:
+    """Whether the one render worker steps the physics too (`Family.step_in_worker`), running ahead.
+
+    It renders every step, so only when every step is compared; and a probe must see the worker's
+    simulator through the reads it declares (one without `reads` needs this process's adapter in step).
+    """
+    return (family_of(profile).step_in_worker and count == 1 and settings.image_stride == 1
+            and all(hasattr(probe, "reads") for probe in probes))
+
+
+def _render_workers(episode: Episode, profile: Profile, cameras: Sequence[str], adapter: SimAdapter,
+                    count: int, steps_in_worker: bool = False) -> RenderWorkers | None:
+    """Render workers for the compared cameras, on the adapter's own interpreter (a stack's, for a proxy)."""
     if not cameras or count == 0:
         return None
     spec = sim_spec(episode, profile)
-    return RenderWorkers(spec, count, depth=PIPELINE_DEPTH_PER_WORKER * count + 2,
+    depth = IMAGE_STEP_AHEAD if steps_in_worker else PIPELINE_DEPTH_PER_WORKER * count + 2
+    return RenderWorkers(spec, count, depth=depth,
                          python=getattr(adapter, "python", None), isolated=getattr(adapter, "isolated", False))
 
 
@@ -235,16 +260,20 @@ def _loop_usage(workers: RenderWorkers | None) -> tuple[float | None, dict[str, 
     return (None if stats["cpu_s"] is None else own + stats["cpu_s"]), stats
 
 
-def _step_reads(probes: Sequence[Probe], want_bodies: bool, cameras: Sequence[str]) -> tuple[tuple[str, ...], int]:
+def _step_reads(probes: Sequence[Probe], want_bodies: bool, cameras: Sequence[str],
+                stepper: SimAdapter | None = None) -> tuple[tuple[str, ...], int]:
     """(adapter reads taken after every step, steps the adapter may take ahead of the comparison).
 
     A probe declaring `reads` sees only those (taken right after its step); one that does not gets the
     adapter itself, which must then be at that step. In image mode the loop renders or snapshots
-    between steps, so nothing runs ahead there either.
+    between steps, so nothing runs ahead there, unless a render worker steps (`stepper`): its frames
+    are reads too.
     """
     reads = dict.fromkeys(name for probe in probes for name in getattr(probe, "reads", ()))
     if want_bodies:
         reads["body_poses"] = None
+    if stepper is not None:
+        return tuple(reads), IMAGE_STEP_AHEAD
     declared = all(hasattr(probe, "reads") for probe in probes)
     return tuple(reads), STEP_AHEAD if declared and not cameras else 0
 
@@ -261,34 +290,41 @@ def _run_steps(
     workers: RenderWorkers | None = None,
     probes: Sequence[Probe] = (),
     recorded_ahead: bool = False,
+    stepper: SimAdapter | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, alignment.FrameOffset], dict[str, float]]:
     """Step physics, render, compare and log every step.
 
     Serially (no workers) each step is rendered and compared before the next physics step. With
     workers, the physics side runs up to `workers.depth` steps ahead of the comparison side and
     hands each step's snapshot to the workers; both sides see the same states in the same order.
+    With a `stepper` (a render worker's adapter, restored) that worker steps and renders ahead and
+    this process only compares: its frames come back with each step.
     """
     compare = _Comparer(episode, profile, adapter, cameras, settings.image_stride, sinks, timer, progress,
                         recorded_ahead)
     try:
-        return _step_loop(episode, profile, settings, adapter, cameras, sinks, timer, compare, workers, probes)
+        return _step_loop(episode, profile, settings, adapter, cameras, sinks, timer, compare, workers, probes,
+                          stepper)
     finally:
         compare.close()
 
 
 def _step_loop(episode: Episode, profile: Profile, settings: ReplaySettings, adapter: SimAdapter,
                cameras: Sequence[str], sinks: Sequence[Sink], timer: _Timer, compare: _Comparer,
-               workers: RenderWorkers | None, probes: Sequence[Probe]):
+               workers: RenderWorkers | None, probes: Sequence[Probe], stepper: SimAdapter | None = None):
     length = episode.length
-    depth = workers.depth if workers is not None else 0
+    depth = workers.depth if workers is not None and stepper is None else 0
     pending: deque[_Stepped] = deque()
     wall0, own0, (cpu0, _) = time.perf_counter(), time.process_time(), _loop_usage(workers)
     final: dict[str, float] = {}
     want_bodies = any(getattr(sink, "wants_body_poses", False) for sink in sinks)
-    reads, ahead = _step_reads(probes, want_bodies, cameras)
-    sim, values = adapter.observe(), {name: getattr(adapter, name)() for name in reads}
+    reads, ahead = _step_reads(probes, want_bodies, cameras, stepper)
+    source = stepper if stepper is not None else adapter
+    renders = {key: ("render", profile.cameras[key]) for key in cameras} if stepper is not None else {}
+    reads += tuple(renders.values())
+    sim, values = source.observe(), {read: take_read(source, read) for read in reads}
     # All `length` actions: the last row's has no row after it, but its outcome is recorded (next.reward/success).
-    stepping = step_through(adapter, episode.action, reads, ahead=ahead)
+    stepping = step_through(source, episode.action, reads, ahead=ahead)
     try:
         for t in range(length):
             tick = time.perf_counter()
@@ -300,9 +336,11 @@ def _step_loop(episode: Episode, profile: Profile, settings: ReplaySettings, ada
             for probe in probes:
                 probe(t, view if hasattr(probe, "reads") else adapter)
             keys = _compared(cameras, settings.image_stride, t)
-            tick = timer.add("physics", tick)
+            tick = timer.add("physics" if stepper is None else "simulator", tick)  # the latter: waiting for it
             frames = None
-            if workers is None:
+            if stepper is not None:
+                frames = {key: values[renders[key]] for key in keys}
+            elif workers is None:
                 frames = {key: adapter.render(profile.cameras[key]) for key in keys}
                 timer.add("render", tick)
             elif keys:
@@ -326,6 +364,7 @@ def _step_loop(episode: Episode, profile: Profile, settings: ReplaySettings, ada
                   "cpu_s": None if cpu0 is None or cpu1 is None else cpu1 - cpu0,
                   "main_cpu_s": time.process_time() - own0,
                   "render_workers": workers.count if workers is not None else 0,
+                  "steps_in_worker": stepper is not None,
                   "workers_peak_rss_mb": memory.get("peak_rss_mb"), "workers_pss_mb": memory.get("pss_mb"),
                   # reading smaps costs ~10 ms: a figure for image mode's memory target, not for state mode's
                   "main_pss_mb": process_pss_mb(os.getpid()) if cameras else None}

@@ -6,8 +6,10 @@ number of steps ahead instead of waiting for one round trip per step and per rea
 steps are taken one by one as the caller asks for them, exactly as `adapter.step` would be called.
 Either way the adapter sees the same calls in the same order: results are identical.
 
-`reads` name adapter methods taken without arguments after each step (e.g. "contacts",
-"body_poses"); they must not change the simulation.
+`reads` name adapter methods taken after each step: a name is called without arguments (e.g.
+"contacts", "body_poses"), a tuple (name, *args) with those (("render", "top"): image mode's frames,
+when the worker steps ahead and renders); each value is keyed by its read. They must not change the
+simulation.
 """
 
 from __future__ import annotations
@@ -19,10 +21,19 @@ import numpy as np
 
 from replay_check.sims.base import SimObservation
 
-Step = tuple[SimObservation, dict[str, Any]]
+Read = str | tuple  # a method name, or (method name, *arguments)
+Step = tuple[SimObservation, dict[Read, Any]]
 
 
-def step_through(adapter: Any, actions: Sequence[np.ndarray] | np.ndarray, reads: Sequence[str] = (), *,
+def take_read(adapter: Any, read: Read) -> Any:
+    """The value of one read: `adapter.name()` or `adapter.name(*args)`."""
+    if isinstance(read, str):
+        return getattr(adapter, read)()
+    name, *args = read
+    return getattr(adapter, name)(*args)
+
+
+def step_through(adapter: Any, actions: Sequence[np.ndarray] | np.ndarray, reads: Sequence[Read] = (), *,
                  ahead: int = 0) -> Iterator[Step]:
     """(observation, reads) after each action, in order.
 
@@ -37,10 +48,10 @@ def step_through(adapter: Any, actions: Sequence[np.ndarray] | np.ndarray, reads
     return _in_process(adapter, actions, tuple(reads))
 
 
-def _in_process(adapter: Any, actions, reads: tuple[str, ...]) -> Iterator[Step]:
+def _in_process(adapter: Any, actions, reads: tuple[Read, ...]) -> Iterator[Step]:
     for action in actions:
         observation = adapter.step(action)
-        yield observation, {name: getattr(adapter, name)() for name in reads}
+        yield observation, {read: take_read(adapter, read) for read in reads}
 
 
 class ReadsView:

@@ -112,10 +112,42 @@ def test_a_worker_that_cannot_start_is_an_operational_error():
         workers.close()
 
 
-def test_pusht_draws_its_small_frames_in_process_by_default():
+def test_pusht_steps_and_draws_in_one_worker_by_default_and_gives_the_serial_result_bit_for_bit():
+    """Its frames are cheap: one worker steps the physics ahead and renders; this process only compares."""
     episode, initial, profile = _case("pusht")
-    result, _ = _replay(episode, initial, profile, None)
-    assert result.step_loop["render_workers"] == 0
+    serial, serial_sink = _replay(episode, initial, profile, 0)
+    result, sink = _replay(episode, initial, profile, None)
+    on_cores = min(1, auto_worker_count())
+    assert result.step_loop["render_workers"] == on_cores and result.step_loop["steps_in_worker"] == bool(on_cores)
+    piped, piped_sink = _replay(episode, initial, profile, 1)  # the same, whatever the cores
+    assert piped.step_loop["steps_in_worker"] and not serial.step_loop["steps_in_worker"]
+    assert set(piped_sink.ahead) == {-t for t in range(episode.length)}  # this process's adapter never stepped
+    for run, kept in ((result, sink), (piped, piped_sink)):
+        assert sorted(run.metrics) == sorted(serial.metrics)
+        for column, values in serial.metrics.items():
+            assert np.array_equal(run.metrics[column], values, equal_nan=True), column
+        assert len(kept.frames) == episode.length
+        for mine, theirs in zip(kept.frames, serial_sink.frames, strict=True):
+            assert mine.keys() == theirs.keys() and all(np.array_equal(mine[k], theirs[k]) for k in theirs)
+        assert run.summary == serial.summary and run.verdict == serial.verdict
+    assert np.isfinite(serial.metrics["reward"]).all() and serial.summary["replayed_final_reward"] is not None
+
+
+def test_pusht_steps_in_process_when_a_probe_needs_the_adapter_or_frames_are_strided():
+    episode, initial, profile = _case("pusht")
+    seen = []
+    adapter = adapter_for(episode, profile)
+    try:
+        strided = replay_episode(episode, profile, ReplaySettings(mode="images", tolerances=profile.tolerances,
+                                                                  image_stride=2),
+                                 adapter=adapter, initial_state=initial, render_workers=1)
+        probed = replay_episode(episode, profile, ReplaySettings(mode="images", tolerances=profile.tolerances),
+                                adapter=adapter, initial_state=initial, render_workers=1,
+                                probes=[lambda t, sim: seen.append(sim.state().copy())])
+    finally:
+        adapter.close()
+    assert not strided.step_loop["steps_in_worker"] and not probed.step_loop["steps_in_worker"]
+    assert len(seen) == episode.length and not np.array_equal(seen[0], seen[-1])  # the probe saw it move
 
 
 # Runs a command as a child subreaper: whatever the command leaves running (or unreaped) when it exits is

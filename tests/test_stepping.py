@@ -16,7 +16,7 @@ from replay_check.sims.base import InitialState
 from replay_check.stacks.runner import slot_bytes
 from replay_check.stepping import ReadsView, step_through
 from replay_check.worker.proxy import ProxyAdapter
-from tests.sim_episodes import aloha_episode
+from tests.sim_episodes import aloha_episode, pusht_episode
 
 READS = ("contacts", "body_poses", "snapshot")
 
@@ -176,3 +176,21 @@ def test_a_worker_dying_while_stepping_ahead_is_a_worker_error():
         stepping.close()
     finally:
         proxy.close()
+
+
+@pytest.mark.slow  # a worker process
+def test_reads_with_arguments_are_taken_after_each_step_in_process_and_in_a_worker():
+    """("render", camera) reads: the frames a stepping worker returns are the in-process ones, bit for bit."""
+    episode, initial = pusht_episode(10)
+    profile = available_profiles()["pusht"]
+    spec = sim_spec(episode, profile)
+    reads = ("contacts", ("render", "top"))
+    here = make_adapter(spec)
+    here.restore(initial)
+    expected = list(step_through(here, episode.action, reads))
+    here.close()
+    frames = [values["render", "top"] for _, values in expected]
+    assert frames[0].shape == (96, 96, 3) and not np.array_equal(frames[0], frames[-1])  # the agent moved
+    with _proxy(spec) as proxy:
+        proxy.restore(initial)
+        _assert_same(expected, list(step_through(proxy, episode.action, reads, ahead=6)))

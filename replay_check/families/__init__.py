@@ -53,8 +53,12 @@ class Family:
       `cameras` maps dataset camera keys to simulator cameras); None: no scene.
     - `record_envs`: `record --env` name -> zero-argument factory of a `replay_check.policies.EnvSpec`.
     - `physics_keys`: the SimSpec.physics overrides the adapter understands.
-    - `render_workers`: whether image mode renders in worker processes by default (a frame that costs
-      little more than the round trip, like PushT's 2-D drawing, is rendered in process).
+    - `render_workers`: whether image mode renders in worker processes by default (on >= 2 cores).
+    - `step_in_worker`: whether a single render worker also steps the physics, running ahead of the
+      comparison and rendering each step after it, so the main process only decodes, measures, compares
+      and logs (for cheap frames like PushT's 2-D drawing, where one worker's physics and rendering
+      together cost about what the main process's side of a step costs). Otherwise workers render
+      snapshots the main process sends while it steps physics itself.
     """
 
     name: str
@@ -73,6 +77,7 @@ class Family:
     record_envs: Mapping[str, Callable[[], Any]] = field(default_factory=dict)
     physics_keys: tuple[str, ...] = ()
     render_workers: bool = True
+    step_in_worker: bool = False
     module: str | None = None  # where the declaration lives (set by `register`)
 
 

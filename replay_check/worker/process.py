@@ -4,8 +4,9 @@ Started as `python -m replay_check.worker FD` with FD one end of a socket pair. 
 replay_check.sims (and through it the family adapter, numpy and the simulator packages); it exits when
 the pipe reaches EOF or, on Linux, when the parent dies (PR_SET_PDEATHSIG), so an orphan never lingers.
 Requests: ("make", args, kwargs, pool) -> adapter description; ("call", method, args, kwargs) -> result;
-("steps", actions, reads) -> [(observation, {read: value}), ...] (several steps per round trip, see
-replay_check.stepping; it stops after an unstable step); ("modules",) -> imported module names; ("close",).
+("steps", actions, reads) -> [(observation, {read: value}), ...] (several steps per round trip, a read
+a method name or (name, *args), see replay_check.stepping; it stops after an unstable step);
+("modules",) -> imported module names; ("close",).
 Replies: ("ok", value) or ("err", exception).
 """
 
@@ -58,7 +59,9 @@ def _steps(adapter, actions, reads) -> list:
     out = []
     for action in actions:
         observation = adapter.step(action)
-        out.append((observation, {name: getattr(adapter, name)() for name in reads}))
+        # a read is a method name or (name, *args), as in replay_check.stepping (not imported: workers stay light)
+        out.append((observation, {read: getattr(adapter, read)() if isinstance(read, str)
+                                  else getattr(adapter, read[0])(*read[1:]) for read in reads}))
         if observation.unstable:  # the caller stops here; the steps after it were never asked for
             break
     return out
