@@ -234,8 +234,8 @@ def bench_dataset(root: Path, episode_index: int, rrd_dir: Path, worker_counts: 
                 f" (main process {ms_per_step(loop['main_cpu_s'], episode.length):.2f} ms, render workers "
                 f"{ms_per_step(loop['cpu_s'] - loop['main_cpu_s'], episode.length):.2f} ms)")
             print(f"  CPU per step         {ms_per_step(loop['cpu_s'], episode.length):8.2f} ms{split}")
-        for phase in ("render_workers_start", "simulator", "physics", "submit", "decode", "render", "objects", "metrics", "sinks",
-                      "ahead_decode", "ahead_objects"):
+        for phase in ("render_workers_start", "simulator", "physics", "submit", "decode", "render", "objects",
+                      "metrics", "sinks", "ahead_decode", "ahead_objects"):
             if phase in phases:
                 print(f"  {phase:<20} {phases[phase]:8.2f} ms/step")
         workers_mb = loop.get("workers_peak_rss_mb") or 0.0
