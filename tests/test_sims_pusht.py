@@ -155,3 +155,13 @@ def test_advance_is_env_step_bit_for_bit():
     assert touched > 10  # the walk did push the block (contacts were compared, not only free motion)
     ours.close()
     theirs.close()
+
+
+def test_importing_the_adapter_skips_pkg_resources():
+    """pygame's pkg_resources import is ~0.1 s of each render worker's start and is not needed (a fresh process)."""
+    import subprocess
+    import sys
+
+    code = "import sys, replay_check.sims.pusht; print('pkg_resources' in sys.modules, 'pygame' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == ["False", "True"]

@@ -9,6 +9,7 @@ gravity (0, 45 in the body frame), so that order moves the block. We set the ang
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 
 import numpy as np
@@ -28,6 +29,21 @@ from replay_check.sims.pusht_geometry import (  # noqa: F401  (re-exported for t
 )
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
+
+def _import_pygame() -> None:
+    """pygame without setuptools' pkg_resources, which it imports only for resource lookups PushT never makes
+    (it has stubs for when that import fails): ~0.1 s of every render worker's start, and a deprecation warning."""
+    if "pygame" in sys.modules or "pkg_resources" in sys.modules:
+        return
+    sys.modules["pkg_resources"] = None  # makes `import pkg_resources` raise ImportError
+    try:
+        import pygame  # noqa: F401
+    finally:
+        del sys.modules["pkg_resources"]
+
+
+_import_pygame()
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import gym_pusht.envs.pusht as _pusht_module
