@@ -36,7 +36,8 @@ Progress = Callable[[int, int], None]
 # instead of the adapter, which lets a stack's worker step ahead (replay_check.stepping).
 Probe = Callable[[int, SimAdapter], None]
 PIPELINE_DEPTH_PER_WORKER = 2  # steps the physics side may run ahead of the comparison, per render worker
-RECORDED_AHEAD_DEPTH = 8  # recorded frames decoded and measured ahead of the comparison (96x96: 27 KB each)
+RECORDED_AHEAD_DEPTH = 8  # at least this many steps' recorded frames decoded and measured ahead of the comparison
+RECORDED_AHEAD_BYTES = 32 << 20  # and as many more as fit in this (96x96 frames: 27 KB, 480x640: 0.9 MB each)
 STEP_AHEAD = 32  # steps an out-of-process adapter may take ahead of the comparison in state mode
 IMAGE_STEP_AHEAD = 16  # steps a render worker that steps the physics too may take ahead (Family.step_in_worker)
 
@@ -127,7 +128,7 @@ def replay_episode(
     physics: dict[str, float] | None = None,
     probes: Sequence[Probe] = (),
     conclude: Callable[[ReplayResult], ReplayResult] | None = None,
-    recorded_ahead: bool = False,
+    recorded_ahead: bool | None = None,
 ) -> ReplayResult:
     """Replay `episode` in the profile's simulator and return its metrics, divergences and verdict.
 
@@ -165,15 +166,22 @@ def replay_episode(
         initial = initial_state or recover_initial_state(episode, profile, estimator)
         timer.add("initial_state", start)
         adapter.restore(initial)
-        stepper = None
-        if workers is not None:
+
+        def ready() -> SimAdapter | None:
+            """Wait for the workers to be up; the one stepping the physics (if any), restored."""
+            if workers is None:
+                return None
             workers.ready()
+            stepper = None
             if steps_in_worker:
                 stepper = workers.worker(0)
                 stepper.restore(initial)
             timer.add("render_workers_start", start)
+            return stepper
+
+        ahead = steps_in_worker if recorded_ahead is None else recorded_ahead
         columns, offsets, final = _run_steps(episode, profile, settings, adapter, cameras, sinks, timer, progress,
-                                             workers, probes, recorded_ahead, stepper)
+                                             workers, probes, ahead, ready)
     except BaseException:
         abort_sinks(sinks)
         raise
@@ -290,19 +298,21 @@ def _run_steps(
     workers: RenderWorkers | None = None,
     probes: Sequence[Probe] = (),
     recorded_ahead: bool = False,
-    stepper: SimAdapter | None = None,
+    ready: Callable[[], SimAdapter | None] = lambda: None,
 ) -> tuple[dict[str, np.ndarray], dict[str, alignment.FrameOffset], dict[str, float]]:
     """Step physics, render, compare and log every step.
 
     Serially (no workers) each step is rendered and compared before the next physics step. With
     workers, the physics side runs up to `workers.depth` steps ahead of the comparison side and
     hands each step's snapshot to the workers; both sides see the same states in the same order.
-    With a `stepper` (a render worker's adapter, restored) that worker steps and renders ahead and
-    this process only compares: its frames come back with each step.
+    `ready` waits for the workers (the recorded frames are decoded ahead meanwhile, when they are) and
+    returns the adapter of one that steps and renders ahead (a stepper); this process then only
+    compares, its frames coming back with each step.
     """
     compare = _Comparer(episode, profile, adapter, cameras, settings.image_stride, sinks, timer, progress,
                         recorded_ahead)
     try:
+        stepper = ready()
         return _step_loop(episode, profile, settings, adapter, cameras, sinks, timer, compare, workers, probes,
                           stepper)
     finally:
@@ -436,6 +446,12 @@ class _ObjectObserver:
         return {name: recorded.get(name) is None or replayed.get(name) is None for name in self.objects}
 
 
+def _ahead_depth(episode: Episode, cameras: Sequence[str]) -> int:
+    """Steps of recorded frames held ahead: RECORDED_AHEAD_DEPTH, or as many as RECORDED_AHEAD_BYTES hold."""
+    step_bytes = sum(episode.cameras[key].height * episode.cameras[key].width * 3 for key in cameras)
+    return max(RECORDED_AHEAD_DEPTH, min(episode.length, RECORDED_AHEAD_BYTES // max(1, step_bytes)))
+
+
 class _Comparer:
     """The comparison side of the step loop: frames, objects, offset probe, metrics and sinks, in step order."""
 
@@ -451,7 +467,7 @@ class _Comparer:
             meter = self.objects.measure if self.objects.one_sided else None
             self.ahead = RecordedAhead(self.feed, lambda t: _compared(self.cameras, stride, t),
                                        meter.camera if meter else None, meter.measure if meter else None,
-                                       RECORDED_AHEAD_DEPTH)
+                                       _ahead_depth(episode, cameras))
         self.probe = _OffsetProbe(cameras, stride)
         self.planar = family_of(profile).planar
         self.rows: list[dict[str, float]] = []

@@ -15,7 +15,8 @@ is its own; it imports and builds the simulator once before its clock starts (as
 prints how long that took. Everything is measured in one run so ratios are comparable on a noisy shared machine;
 `--repeat N` runs every floor and image-mode configuration N times (configurations alternating) and prints the
 fastest of each, with the median wall time beside it. `--recorded-ahead` adds each image-mode configuration with the
-recorded frames decoded and measured in a thread ahead of the comparison (replay_episode(recorded_ahead=True)).
+recorded frames decoded and measured in a thread ahead of the comparison and without (replay_episode(recorded_ahead=
+True / False); the default is on where a render worker steps the physics, PushT's default).
 """
 
 from __future__ import annotations
@@ -208,8 +209,9 @@ def bench_dataset(root: Path, episode_index: int, rrd_dir: Path, worker_counts: 
     print(f"decode floor       {dec:8.2f} ms/frame")
     print(f"render floor       {ren:8.2f} ms/frame")
     print(f"decode+render      {floor:8.2f} ms/step   ({floor * episode.length / 1000:.1f} s for the episode)")
-    # (render workers, recorded_ahead): None = the default, True = recorded frames decoded and measured in a thread
-    configs = [(workers, mode) for workers in worker_counts for mode in ((None, True) if ahead else (None,))]
+    # (render workers, recorded_ahead): None = the default, True / False = recorded frames decoded and measured in a
+    # thread ahead of the comparison / in step order
+    configs = [(workers, mode) for workers in worker_counts for mode in ((False, True) if ahead else (None,))]
     runs: dict[tuple[int, bool | None], list[dict]] = {config: [] for config in configs}
     for _ in range(repeat):
         for workers, mode in configs:
@@ -221,7 +223,9 @@ def bench_dataset(root: Path, episode_index: int, rrd_dir: Path, worker_counts: 
         run = min(runs[workers, mode], key=lambda r: r["wall_s"])
         image_ms = ms_per_step(run["wall_s"], episode.length)
         loop, phases = run["loop"], run["phases"]
-        label = ("serial" if workers == 0 else f"{workers} render workers") + (", recorded ahead" if mode else "")
+        label = ("serial" if workers == 0 else f"{workers} render workers") + (
+            " (stepping)" if loop.get("steps_in_worker") else "") + {None: "", True: ", recorded ahead",
+                                                                    False: ", in order"}[mode]
         cpu = "n/a" if loop.get("cpu_s") is None else f"{loop['cpu_s'] / loop['wall_s']:.2f}"
         print(f"image mode, {label:<17} {run['wall_s']:7.2f} s = {image_ms:7.2f} ms/step "
               f"({image_ms / floor:.2f}x decode+render floor); step loop {loop['wall_s']:.2f} s, "
@@ -261,8 +265,8 @@ def main() -> None:
                         help="comma-separated render-worker counts to run image mode with (0 = serial)")
     parser.add_argument("--only", choices=("aloha", "pusht"), help="benchmark one family only")
     parser.add_argument("--recorded-ahead", action="store_true",
-                        help="also run each image-mode configuration with recorded frames decoded and measured in a "
-                             "thread ahead of the comparison (recorded_ahead=True)")
+                        help="run each image-mode configuration with recorded frames decoded and measured in a "
+                             "thread ahead of the comparison and without (recorded_ahead=True / False)")
     parser.add_argument("--repeat", type=int, default=1, help="run everything N times, print the fastest")
     parser.add_argument("--state-only", action="store_true", help="only the physics floor and state mode")
     args = parser.parse_args()
