@@ -143,9 +143,10 @@ def replay_episode(
     for bit.
 
     `recorded_ahead`: decode the recorded frames, and measure them where that needs no replay (a
-    one-sided frame meter like PushT's), in a thread ahead of the comparison. Same result bit for bit;
-    off by default: on a busy 2-core machine the thread's GIL contention (the metrics' numpy work
-    slowed down) cost about what it saved (scripts/benchmark.py --recorded-ahead).
+    one-sided frame meter like PushT's), in a thread ahead of the comparison, from before the workers
+    are up. Same result bit for bit. None: only where a worker steps the physics (this process then
+    waits for it, and for its start, with nothing else to do); in a serial replay the thread's GIL
+    contention cost about what it saved on a busy 2-core machine (scripts/benchmark.py --recorded-ahead).
     """
     settings = settings or ReplaySettings(tolerances=profile.tolerances)
     cameras = validate_episode(episode, profile, settings)
