@@ -182,6 +182,10 @@ class RenderWorkers:
             images.append(outstanding.popleft().collect("render_hypothesis"))
         return images
 
+    def is_up(self, index: int = 0) -> bool:
+        """Whether worker `index` has started (or failed to: `worker` then raises), without waiting."""
+        return self._up[index].is_set()
+
     def worker(self, index: int = 0):
         """Worker `index`'s proxy adapter once it is up (image mode may step its simulator there too)."""
         self.ready(index)
@@ -189,7 +193,7 @@ class RenderWorkers:
 
     @property
     def pids(self) -> list[int]:
-        return [worker.pid for worker in self._workers]
+        return [worker.pid for worker in self._workers if worker is not None]  # those started so far
 
     def submit(self, t: int, snapshot: np.ndarray, cameras: Sequence[str]) -> None:
         """Queue step t's frames of `cameras` (simulator camera names); `collect` returns them in order."""

@@ -168,17 +168,16 @@ def replay_episode(
         timer.add("initial_state", start)
         adapter.restore(initial)
 
-        def ready() -> SimAdapter | None:
-            """Wait for the workers to be up; the one stepping the physics (if any), restored."""
+        def ready() -> _Handover | None:
+            """Wait for the workers to be up, unless one is to step the physics: it takes over when it is up."""
             if workers is None:
                 return None
-            workers.ready()
-            stepper = None
             if steps_in_worker:
-                stepper = workers.worker(0)
-                stepper.restore(initial)
+                return _Handover(workers, initial, episode.action, {key: ("render", profile.cameras[key])
+                                                                    for key in cameras})
+            workers.ready()
             timer.add("render_workers_start", start)
-            return stepper
+            return None
 
         ahead = steps_in_worker if recorded_ahead is None else recorded_ahead
         columns, offsets, final = _run_steps(episode, profile, settings, adapter, cameras, sinks, timer, progress,
@@ -248,6 +247,42 @@ def _render_workers(episode: Episode, profile: Profile, cameras: Sequence[str], 
                          python=getattr(adapter, "python", None), isolated=getattr(adapter, "isolated", False))
 
 
+class _Handover:
+    """The render worker that is to step the physics (`Family.step_in_worker`), taking over once it is up.
+
+    Until then this process steps and renders itself, in step order, so the worker's start costs no
+    wait. The worker then takes the actions taken so far without reading anything (what is read
+    between steps does not change the physics: it reaches the same state bit for bit) and steps
+    ahead from there, each step's frames coming back as reads.
+    """
+
+    def __init__(self, workers: RenderWorkers, initial: InitialState, actions: np.ndarray,
+                 renders: dict[str, tuple[str, str]]):
+        self.workers, self.initial, self.actions = workers, initial, actions
+        self.renders = renders  # dataset camera -> its read, ("render", simulator camera)
+        self.from_step: int | None = None
+
+    def up(self, t: int) -> bool:
+        """Whether the worker can take over at step t (it has started)."""
+        return self.workers.is_up(0)
+
+    def take(self, t: int, reads: tuple[str, ...]):
+        """(the worker's adapter, its steps from step t on with `reads`), step t being the state after t - 1 actions.
+
+        At t = 0 the caller reads the initial state from the adapter; at t > 0 the first step yielded is t.
+        """
+        done = max(0, t - 1)  # actions taken before the worker's first step
+        proxy = self.workers.worker(0)
+        proxy.restore(self.initial)
+        for action in self.actions[:done]:  # sent at once, replies collected after
+            proxy.submit("advance", action)
+        for _ in range(done):
+            proxy.collect("advance")
+        self.from_step = t
+        stepping = step_through(proxy, self.actions[done:], (*reads, *self.renders.values()), ahead=IMAGE_STEP_AHEAD)
+        return proxy, stepping
+
+
 @dataclass
 class _Stepped:
     """One step as the physics side produced it, waiting for its frames and comparison."""
@@ -269,20 +304,16 @@ def _loop_usage(workers: RenderWorkers | None) -> tuple[float | None, dict[str, 
     return (None if stats["cpu_s"] is None else own + stats["cpu_s"]), stats
 
 
-def _step_reads(probes: Sequence[Probe], want_bodies: bool, cameras: Sequence[str],
-                stepper: SimAdapter | None = None) -> tuple[tuple[str, ...], int]:
+def _step_reads(probes: Sequence[Probe], want_bodies: bool, cameras: Sequence[str]) -> tuple[tuple[str, ...], int]:
     """(adapter reads taken after every step, steps the adapter may take ahead of the comparison).
 
     A probe declaring `reads` sees only those (taken right after its step); one that does not gets the
     adapter itself, which must then be at that step. In image mode the loop renders or snapshots
-    between steps, so nothing runs ahead there, unless a render worker steps (`stepper`): its frames
-    are reads too.
+    between steps, so nothing runs ahead there (a render worker stepping the physics does, `_Handover`).
     """
     reads = dict.fromkeys(name for probe in probes for name in getattr(probe, "reads", ()))
     if want_bodies:
         reads["body_poses"] = None
-    if stepper is not None:
-        return tuple(reads), IMAGE_STEP_AHEAD
     declared = all(hasattr(probe, "reads") for probe in probes)
     return tuple(reads), STEP_AHEAD if declared and not cameras else 0
 
@@ -299,49 +330,56 @@ def _run_steps(
     workers: RenderWorkers | None = None,
     probes: Sequence[Probe] = (),
     recorded_ahead: bool = False,
-    ready: Callable[[], SimAdapter | None] = lambda: None,
+    ready: Callable[[], _Handover | None] = lambda: None,
 ) -> tuple[dict[str, np.ndarray], dict[str, alignment.FrameOffset], dict[str, float]]:
     """Step physics, render, compare and log every step.
 
     Serially (no workers) each step is rendered and compared before the next physics step. With
     workers, the physics side runs up to `workers.depth` steps ahead of the comparison side and
     hands each step's snapshot to the workers; both sides see the same states in the same order.
-    `ready` waits for the workers (the recorded frames are decoded ahead meanwhile, when they are) and
-    returns the adapter of one that steps and renders ahead (a stepper); this process then only
-    compares, its frames coming back with each step.
+    `ready` waits for the workers (the recorded frames are decoded ahead meanwhile, when they are) or
+    returns the handover to one that is to step the physics and render ahead (`_Handover`); this
+    process then only compares once it is up, the frames coming back with each step.
     """
     compare = _Comparer(episode, profile, adapter, cameras, settings.image_stride, sinks, timer, progress,
                         recorded_ahead)
     try:
-        stepper = ready()
+        handover = ready()
         return _step_loop(episode, profile, settings, adapter, cameras, sinks, timer, compare, workers, probes,
-                          stepper)
+                          handover)
     finally:
         compare.close()
 
 
 def _step_loop(episode: Episode, profile: Profile, settings: ReplaySettings, adapter: SimAdapter,
                cameras: Sequence[str], sinks: Sequence[Sink], timer: _Timer, compare: _Comparer,
-               workers: RenderWorkers | None, probes: Sequence[Probe], stepper: SimAdapter | None = None):
+               workers: RenderWorkers | None, probes: Sequence[Probe], handover: _Handover | None = None):
     length = episode.length
-    depth = workers.depth if workers is not None and stepper is None else 0
+    depth = workers.depth if workers is not None and handover is None else 0
     pending: deque[_Stepped] = deque()
     wall0, own0, (cpu0, _) = time.perf_counter(), time.process_time(), _loop_usage(workers)
     final: dict[str, float] = {}
     want_bodies = any(getattr(sink, "wants_body_poses", False) for sink in sinks)
-    reads, ahead = _step_reads(probes, want_bodies, cameras, stepper)
+    reads, ahead = _step_reads(probes, want_bodies, cameras)
+    stepper, renders = None, {}  # the worker stepping the physics once it has taken over, its frames' reads
+    if handover is not None and handover.up(0):
+        stepper, stepping = handover.take(0, reads)
+        renders = handover.renders
+    else:
+        # All `length` actions: the last row's has no row after it, but its outcome is recorded (next.reward/success).
+        stepping = step_through(adapter, episode.action, reads, ahead=ahead)
     source = stepper if stepper is not None else adapter
-    renders = {key: ("render", profile.cameras[key]) for key in cameras} if stepper is not None else {}
-    reads += tuple(renders.values())
-    sim, values = source.observe(), {read: take_read(source, read) for read in reads}
-    # All `length` actions: the last row's has no row after it, but its outcome is recorded (next.reward/success).
-    stepping = step_through(source, episode.action, reads, ahead=ahead)
+    sim, values = source.observe(), {read: take_read(source, read) for read in (*reads, *renders.values())}
     try:
         for t in range(length):
             tick = time.perf_counter()
             action = None
             if t > 0:
                 action = episode.action[t - 1]
+                if stepper is None and handover is not None and handover.up(t):
+                    stepping.close()  # in process, nothing was taken ahead
+                    stepper, stepping = handover.take(t, reads)
+                    renders = handover.renders
                 sim, values = next(stepping)
             view = ReadsView(values)
             for probe in probes:
@@ -351,7 +389,7 @@ def _step_loop(episode: Episode, profile: Profile, settings: ReplaySettings, ada
             frames = None
             if stepper is not None:
                 frames = {key: values[renders[key]] for key in keys}
-            elif workers is None:
+            elif workers is None or handover is not None:  # serial (or until the stepping worker is up)
                 frames = {key: adapter.render(profile.cameras[key]) for key in keys}
                 timer.add("render", tick)
             elif keys:
@@ -376,6 +414,7 @@ def _step_loop(episode: Episode, profile: Profile, settings: ReplaySettings, ada
                   "main_cpu_s": time.process_time() - own0,
                   "render_workers": workers.count if workers is not None else 0,
                   "steps_in_worker": stepper is not None,
+                  "worker_from_step": handover.from_step if handover is not None else None,
                   "workers_peak_rss_mb": memory.get("peak_rss_mb"), "workers_pss_mb": memory.get("pss_mb"),
                   # reading smaps costs ~10 ms: a figure for image mode's memory target, not for state mode's
                   "main_pss_mb": process_pss_mb(os.getpid()) if cameras else None}

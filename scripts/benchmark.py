@@ -223,9 +223,9 @@ def bench_dataset(root: Path, episode_index: int, rrd_dir: Path, worker_counts: 
         run = min(runs[workers, mode], key=lambda r: r["wall_s"])
         image_ms = ms_per_step(run["wall_s"], episode.length)
         loop, phases = run["loop"], run["phases"]
-        label = ("serial" if workers == 0 else f"{workers} render workers") + (
-            " (stepping)" if loop.get("steps_in_worker") else "") + {None: "", True: ", recorded ahead",
-                                                                    False: ", in order"}[mode]
+        stepping = f" (stepping from step {loop['worker_from_step']})" if loop.get("steps_in_worker") else ""
+        label = ("serial" if workers == 0 else f"{workers} render workers") + stepping + {
+            None: "", True: ", recorded ahead", False: ", in order"}[mode]
         cpu = "n/a" if loop.get("cpu_s") is None else f"{loop['cpu_s'] / loop['wall_s']:.2f}"
         print(f"image mode, {label:<17} {run['wall_s']:7.2f} s = {image_ms:7.2f} ms/step "
               f"({image_ms / floor:.2f}x decode+render floor); step loop {loop['wall_s']:.2f} s, "

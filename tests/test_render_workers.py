@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from replay_check import replay as replay_module
 from replay_check.profiles import available_profiles
 from replay_check.render_workers import RenderWorkers, auto_worker_count
 from replay_check.replay import PIPELINE_DEPTH_PER_WORKER, adapter_for, replay_episode, sim_spec
@@ -112,24 +113,36 @@ def test_a_worker_that_cannot_start_is_an_operational_error():
         workers.close()
 
 
-def test_pusht_steps_and_draws_in_one_worker_by_default_and_gives_the_serial_result_bit_for_bit():
-    """Its frames are cheap: one worker steps the physics ahead and renders; this process only compares."""
+@pytest.mark.parametrize("take_over", [None, 0, 4])
+def test_pusht_steps_and_draws_in_one_worker_by_default_and_gives_the_serial_result_bit_for_bit(take_over,
+                                                                                              monkeypatch):
+    """Its frames are cheap: one worker steps the physics ahead and renders; this process only compares.
+
+    Until the worker is up this process steps and renders itself; `take_over` makes the worker take over
+    at that step (waiting for it), None leaves it to the worker's start (any step, or none).
+    """
     episode, initial, profile = _case("pusht")
     serial, serial_sink = _replay(episode, initial, profile, 0)
-    result, sink = _replay(episode, initial, profile, None)
-    on_cores = min(1, auto_worker_count())
-    assert result.step_loop["render_workers"] == on_cores and result.step_loop["steps_in_worker"] == bool(on_cores)
-    piped, piped_sink = _replay(episode, initial, profile, 1)  # the same, whatever the cores
-    assert piped.step_loop["steps_in_worker"] and not serial.step_loop["steps_in_worker"]
-    assert set(piped_sink.ahead) == {-t for t in range(episode.length)}  # this process's adapter never stepped
-    for run, kept in ((result, sink), (piped, piped_sink)):
-        assert sorted(run.metrics) == sorted(serial.metrics)
-        for column, values in serial.metrics.items():
-            assert np.array_equal(run.metrics[column], values, equal_nan=True), column
-        assert len(kept.frames) == episode.length
-        for mine, theirs in zip(kept.frames, serial_sink.frames, strict=True):
-            assert mine.keys() == theirs.keys() and all(np.array_equal(mine[k], theirs[k]) for k in theirs)
-        assert run.summary == serial.summary and run.verdict == serial.verdict
+    if take_over is not None:
+        monkeypatch.setattr(replay_module._Handover, "up",
+                            lambda self, t: t >= take_over and (self.workers.ready(0) or True))
+    result, sink = _replay(episode, initial, profile, None if take_over is None else 1)
+    loop = result.step_loop
+    if take_over is None:
+        assert loop["render_workers"] == min(1, auto_worker_count())
+    else:
+        assert loop["steps_in_worker"] and loop["worker_from_step"] == take_over
+        # this process's adapter stepped until the worker took over, then stood still
+        assert sink.ahead == [0] * max(1, take_over) + [max(0, take_over - 1) - t
+                                                        for t in range(max(1, take_over), episode.length)]
+    assert not serial.step_loop["steps_in_worker"] and serial.step_loop["worker_from_step"] is None
+    assert sorted(result.metrics) == sorted(serial.metrics)
+    for column, values in serial.metrics.items():
+        assert np.array_equal(result.metrics[column], values, equal_nan=True), column
+    assert len(sink.frames) == episode.length
+    for mine, theirs in zip(sink.frames, serial_sink.frames, strict=True):
+        assert mine.keys() == theirs.keys() and all(np.array_equal(mine[k], theirs[k]) for k in theirs)
+    assert result.summary == serial.summary and result.verdict == serial.verdict
     assert np.isfinite(serial.metrics["reward"]).all() and serial.summary["replayed_final_reward"] is not None
 
 
