@@ -165,3 +165,21 @@ def test_importing_the_adapter_skips_pkg_resources():
     code = "import sys, replay_check.sims.pusht; print('pkg_resources' in sys.modules, 'pygame' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.split() == ["False", "True"]
+
+
+def test_coverage_with_the_goal_built_once_is_the_coverage_built_afresh():
+    warm, fresh = PushTAdapter("pusht", {"top": (96, 96)}), PushTAdapter("pusht", {"top": (96, 96)})
+    rng = np.random.default_rng(3)
+    values = []
+    for k in range(40):
+        pose = (float(rng.uniform(180, 330)), float(rng.uniform(180, 330)), float(rng.uniform(-np.pi, np.pi)))
+        if k % 10 == 0:  # a restore builds a new block: the goal is built again for it
+            warm.restore(initial((100.0, 100.0), pose))
+        warm.set_pose(np.array([100.0, 100.0]), pose)
+        fresh.set_pose(np.array([100.0, 100.0]), pose)
+        fresh._goal_cache = None
+        assert warm.coverage() == fresh.coverage()
+        values.append(warm.coverage())
+    assert max(values) > 0.3 and min(values) < max(values)  # poses overlapping the goal, by varying amounts
+    warm.close()
+    fresh.close()

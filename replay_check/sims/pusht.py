@@ -96,6 +96,7 @@ class PushTAdapter:
         self.env.reset(seed=0)
         self._substeps = int(1 / (self.env.dt * self.env.control_hz))  # as gym-pusht's step counts them
         self._coverage: float | None = None
+        self._goal_cache: tuple | None = None  # see _goal
 
     @classmethod
     def from_spec(cls, spec: SimSpec) -> PushTAdapter:
@@ -281,11 +282,26 @@ class PushTAdapter:
             from gym_pusht.envs.pusht import pymunk_to_shapely
 
             env = self.env
+            shapes, goal, goal_area = self._goal()
+            block = pymunk_to_shapely(env.block, shapes)
+            self._coverage = float(goal.intersection(block).area / goal_area)
+        return self._coverage
+
+    def _goal(self):
+        """(the block's shapes in a fixed order, the goal T as shapely polygons, its area), built once per block.
+
+        The goal does not move: the same polygons every step, so the same coverage bit for bit, for
+        half the cost (gym-pusht rebuilds a pymunk body and the polygons each time).
+        """
+        from gym_pusht.envs.pusht import pymunk_to_shapely
+
+        env = self.env
+        key = (env.block, tuple(env.goal_pose))
+        if self._goal_cache is None or self._goal_cache[0] != key:
             shapes = sorted(env.block.shapes, key=lambda shape: [tuple(v) for v in shape.get_vertices()])
             goal = pymunk_to_shapely(env.get_goal_pose_body(env.goal_pose), shapes)
-            block = pymunk_to_shapely(env.block, shapes)
-            self._coverage = float(goal.intersection(block).area / goal.area)
-        return self._coverage
+            self._goal_cache = (key, (shapes, goal, goal.area))
+        return self._goal_cache[1]
 
     def reward(self) -> float:
         return float(np.clip(self.coverage() / SUCCESS_COVERAGE, 0.0, 1.0))
