@@ -223,3 +223,31 @@ def test_the_estimate_renders_in_a_worker_and_gives_the_in_process_estimate_bit_
     for name, pose in here.objects.items():
         assert np.array_equal(pose.position, there.objects[name].position)
         assert np.array_equal(pose.quaternion, there.objects[name].quaternion)
+
+
+def test_the_stepping_worker_catches_up_with_the_actions_taken_here_bit_for_bit():
+    """A takeover at step t: the worker takes actions 0..t-2 without reads (in windows), then steps from t."""
+    from replay_check.sims import SimSpec, make_adapter
+
+    profile = available_profiles()["pusht"]
+    spec = SimSpec(family="pusht", task="pusht", cameras={"top": (96, 96)}, module=profile.family_module)
+    initial = InitialState(np.array([256.0, 420.0]), {"block": Pose.planar(256.0, 300.0, 0.3)}, "truth")
+    actions = np.array([[256.0 + 40 * np.sin(k / 5), 420.0 - 3 * k] for k in range(90)])
+    here = make_adapter(spec)
+    here.restore(initial)
+    expected = [here.step(action) for action in actions[:80]]
+    here.close()
+    workers = RenderWorkers(spec, 1, depth=4)
+    try:
+        handover = replay_module._Handover(workers, initial, actions, {"observation.image": ("render", "top")})
+        proxy, stepping = handover.take(71, ("contacts",))  # 70 actions caught up, step 71 is the first yielded
+        got = [next(stepping) for _ in range(10)]
+        stepping.close()
+        assert handover.from_step == 71 and proxy is workers.worker(0)
+    finally:
+        workers.close()
+    for (mine, reads), theirs in zip(got, expected[70:80], strict=True):
+        assert mine.state.tobytes() == theirs.state.tobytes() and mine.reward == theirs.reward
+        assert mine.environment_state.tobytes() == theirs.environment_state.tobytes()
+        assert reads["render", "top"].shape == (96, 96, 3)
+    assert expected[79].environment_state.tobytes() != expected[0].environment_state.tobytes()  # the block moved
