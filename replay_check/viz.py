@@ -206,7 +206,7 @@ def _jpeg(frame: np.ndarray, jpeg_quality: int | None) -> np.ndarray | None:
 
 
 class _ImageColumns:
-    """Per entity, the JPEG images or video frame references of the steps not sent yet.
+    """Per entity, the images, video frame references and image overlays of the steps not sent yet.
 
     They go out as the columns rr.log would have written row by row: the same components on the same
     frame_index / timestamp values (timestamps as Python floats, which Rerun rounds to ns as set_time does);
@@ -218,7 +218,8 @@ class _ImageColumns:
         self.steps = 0
 
     def add(self, path: str, kind: str, t: int, timestamp: float, value) -> None:
-        """Queue one image (kind "jpeg": encoded bytes) or video frame reference (kind "video": ns)."""
+        """Queue one row: kind "jpeg" (encoded bytes), "video" (frame ns), "strips" or "points"
+        ((strips or (N, 2) positions, colour, radius), one colour and radius per row as rr.log writes them)."""
         entry = self.pending.setdefault(path, (kind, [], [], []))
         entry[1].append(int(t))
         entry[2].append(float(timestamp))
@@ -226,14 +227,24 @@ class _ImageColumns:
 
     def send(self, rec: rr.RecordingStream) -> None:
         for path, (kind, t, ts, values) in self.pending.items():
-            if kind == "video":
-                columns = rr.VideoFrameReference.columns_nanos(values)
-            else:
-                columns = rr.EncodedImage.columns(blob=values, media_type=["image/jpeg"] * len(values))
             rec.send_columns(path, indexes=[rr.TimeColumn("frame_index", sequence=t),
-                                            rr.TimeColumn("timestamp", duration=ts)], columns=columns)
+                                            rr.TimeColumn("timestamp", duration=ts)], columns=_columns(kind, values))
         self.pending.clear()
         self.steps = 0
+
+
+def _columns(kind: str, values: list) -> list:
+    if kind == "video":
+        return list(rr.VideoFrameReference.columns_nanos(values))
+    if kind == "jpeg":
+        return list(rr.EncodedImage.columns(blob=values, media_type=["image/jpeg"] * len(values)))
+    archetype = rr.LineStrips2D if kind == "strips" else rr.Points2D
+    style = list(archetype.columns(colors=[v[1] for v in values], radii=[v[2] for v in values]))
+    if kind == "strips":
+        shapes = archetype.columns(strips=[strip for v in values for strip in v[0]])
+    else:
+        shapes = archetype.columns(positions=np.concatenate([v[0] for v in values]))
+    return [*shapes.partition([len(v[0]) for v in values]), *style]
 
 
 class RerunSink:
@@ -387,7 +398,7 @@ class RerunSink:
             if self._images.steps >= IMAGE_BATCH_STEPS:
                 self._images.send(self.rec)
 
-    def _log_shapes(self, c: str, shapes: dict[str, dict[str, list[np.ndarray]]]) -> None:
+    def _log_shapes(self, c: str, shapes: dict[str, dict[str, list[np.ndarray]]], t: int, timestamp: float) -> None:
         """Recorded and replayed outlines drawn over both images, so each view shows where they differ."""
         colors = {"recorded": (40, 200, 40), "replayed": (230, 40, 40)}
         for source, parts in shapes.items():
@@ -395,11 +406,11 @@ class RerunSink:
             points = parts.get("points", [])
             for image in ("recorded", "replayed"):
                 if strips:
-                    self.rec.log(f"{image}/{c}/overlay/{source}",
-                                 rr.LineStrips2D(strips, colors=colors[source], radii=0.4))
+                    self._images.add(f"{image}/{c}/overlay/{source}", "strips", t, timestamp,
+                                     (strips, colors[source], 0.4))
                 if points:
-                    self.rec.log(f"{image}/{c}/overlay/{source}_points",
-                                 rr.Points2D(np.asarray(points), colors=colors[source], radii=1.5))
+                    self._images.add(f"{image}/{c}/overlay/{source}_points", "points", t, timestamp,
+                                     (np.asarray(points, dtype=np.float64).reshape(-1, 2), colors[source], 1.5))
 
     def _at(self, t: int, timestamp: float) -> None:
         self.rec.set_time("frame_index", sequence=int(t))
@@ -428,7 +439,7 @@ class RerunSink:
         if recorded is not None and replayed is not None and recorded.shape == replayed.shape:
             self._log_image(f"diff/{c}", diff_for_view(recorded, replayed), step)
         if self.overlay is not None:
-            self._log_shapes(c, self.overlay(step))
+            self._log_shapes(c, self.overlay(step), step.t, step.timestamp)
         if self.projector is not None:
             for source, positions in (("recorded", step.recorded_objects),
                                       ("replayed", step.replayed_objects)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace as dataclasses_replace
 from pathlib import Path
 
 import numpy as np
@@ -477,3 +478,51 @@ def test_images_go_out_in_columns_on_the_times_set_time_would_give(tmp_path):
         nanos = [b.column("timestamp").cast("int64").to_pylist() for b in batches if "timestamp" in b.schema.names]
         assert [v for part in nanos for v in part] == [round(1e9 * (t / 30)) for t in range(n)]
         assert len(column(batches, "EncodedImage:blob")) == n
+
+
+def _values(batches: list, name: str) -> list:
+    """A column's values over all batches (durations as int ns)."""
+    return [v for b in batches if name in b.schema.names
+            for v in (b.column(name).cast("int64") if name == "timestamp" else b.column(name)).to_pylist()]
+
+
+def test_overlay_columns_hold_what_per_step_log_calls_would(tmp_path):
+    """Outlines and points over the images, sent in columns, equal a recording logged row by row with
+    rr.log: per step its own number of strips and points, one colour and one radius."""
+    import rerun as rr
+
+    def shapes(step: StepRecord) -> dict[str, dict[str, list]]:
+        k = step.t % 3
+        return {"recorded": {"outline": [np.array([[0.0, 0.0], [5.0, step.t]])] * (k + 1), "points": [(1.0, 2.0)] * k},
+                "replayed": {"outline": [np.array([[1.0, 1.0], [step.t, 7.0], [3.0, 3.0]])], "points": [(k, 4.0)]}}
+
+    n = 13  # more than one batch of columns
+    sink = make_sink(tmp_path, overlay=shapes)
+    steps = [dataclasses_replace(s, timestamp=s.t / 30) for s in make_steps(n)]
+    for step in steps:
+        sink.on_step(step, {})
+    sink.finish(make_result(n, {}, "pass"))
+    reference = rr.RecordingStream("reference")
+    reference.set_sinks(rr.FileSink(str(tmp_path / "ref.rrd")))
+    colors = {"recorded": (40, 200, 40), "replayed": (230, 40, 40)}
+    for step in steps:
+        reference.set_time("frame_index", sequence=step.t)
+        reference.set_time("timestamp", duration=step.timestamp)
+        for source, parts in shapes(step).items():
+            for image in ("recorded", "replayed"):
+                reference.log(f"{image}/{CAM}/overlay/{source}",
+                              rr.LineStrips2D(parts["outline"], colors=colors[source], radii=0.4))
+                if parts["points"]:
+                    reference.log(f"{image}/{CAM}/overlay/{source}_points",
+                                  rr.Points2D(np.asarray(parts["points"]), colors=colors[source], radii=1.5))
+    reference.flush()
+    reference.disconnect()
+    ours, theirs = read_rrd(tmp_path / "rec.rrd"), read_rrd(tmp_path / "ref.rrd")
+    paths = [p for p in theirs if "/overlay/" in p]
+    assert len(paths) == 8
+    for path in paths:
+        names = {name for b in theirs[path] for name in b.schema.names
+                 if not any(k in name for k in ("log_time", "log_tick", "RowId"))}
+        assert {"frame_index", "timestamp", "LineStrips2D:strips", "Points2D:positions"} & names
+        for name in names:
+            assert _values(ours[path], name) == _values(theirs[path], name), (path, name)
