@@ -261,6 +261,7 @@ class _Handover:
         self.workers, self.initial, self.actions = workers, initial, actions
         self.renders = renders  # dataset camera -> its read, ("render", simulator camera)
         self.from_step: int | None = None
+        self.taken_at: float | None = None  # perf_counter() once it has caught up
 
     def up(self, t: int) -> bool:
         """Whether the worker can take over at step t (it has started)."""
@@ -280,7 +281,7 @@ class _Handover:
                 proxy.submit("advance", action)
             for _ in chunk:
                 proxy.collect("advance")
-        self.from_step = t
+        self.from_step, self.taken_at = t, time.perf_counter()
         stepping = step_through(proxy, self.actions[done:], (*reads, *self.renders.values()), ahead=IMAGE_STEP_AHEAD)
         return proxy, stepping
 
@@ -417,6 +418,8 @@ def _step_loop(episode: Episode, profile: Profile, settings: ReplaySettings, ada
                   "render_workers": workers.count if workers is not None else 0,
                   "steps_in_worker": stepper is not None,
                   "worker_from_step": handover.from_step if handover is not None else None,
+                  # seconds into the loop at which it took over (the rest of the loop ran pipelined)
+                  "worker_from_s": None if handover is None or handover.taken_at is None else handover.taken_at - wall0,
                   "workers_peak_rss_mb": memory.get("peak_rss_mb"), "workers_pss_mb": memory.get("pss_mb"),
                   # reading smaps costs ~10 ms: a figure for image mode's memory target, not for state mode's
                   "main_pss_mb": process_pss_mb(os.getpid()) if cameras else None}

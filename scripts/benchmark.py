@@ -230,6 +230,11 @@ def bench_dataset(root: Path, episode_index: int, rrd_dir: Path, worker_counts: 
         print(f"image mode, {label:<17} {run['wall_s']:7.2f} s = {image_ms:7.2f} ms/step "
               f"({image_ms / floor:.2f}x decode+render floor); step loop {loop['wall_s']:.2f} s, "
               f"cpu-s/wall-s {cpu}; simulator imported and built before the clock in {run['warm_s']:.2f} s")
+        if loop.get("worker_from_s") is not None and loop["worker_from_step"] < episode.length:
+            rest = episode.length - loop["worker_from_step"]
+            after = ms_per_step(loop["wall_s"] - loop["worker_from_s"], rest)
+            print(f"  after the takeover   {after:8.2f} ms/step ({after / floor:.2f}x decode+render floor) over the "
+                  f"last {rest} steps, {loop['worker_from_s']:.2f} s into the loop")
         if repeat > 1:
             median = ms_per_step(walls[len(walls) // 2], episode.length)
             print(f"  fastest of {repeat} runs; median {median:.2f} ms/step")

@@ -132,6 +132,7 @@ def test_pusht_steps_and_draws_in_one_worker_by_default_and_gives_the_serial_res
         assert loop["render_workers"] == min(1, auto_worker_count())
     else:
         assert loop["steps_in_worker"] and loop["worker_from_step"] == take_over
+        assert 0 <= loop["worker_from_s"] <= loop["wall_s"]
         # this process's adapter stepped until the worker took over, then stood still
         assert sink.ahead == [0] * max(1, take_over) + [max(0, take_over - 1) - t
                                                         for t in range(max(1, take_over), episode.length)]
