@@ -183,3 +183,20 @@ def test_coverage_with_the_goal_built_once_is_the_coverage_built_afresh():
     assert max(values) > 0.3 and min(values) < max(values)  # poses overlapping the goal, by varying amounts
     warm.close()
     fresh.close()
+
+
+@pytest.mark.parametrize("size", [(96, 96), (80, 120)])
+def test_render_is_gym_pusht_get_img_bit_for_bit(size):
+    adapter = PushTAdapter("pusht", {"top": size})
+    adapter.restore(initial((256.0, 420.0), (256.0, 300.0, 0.7)))
+    rng = np.random.default_rng(5)
+    target = np.array([256.0, 420.0])
+    for _ in range(30):
+        target = np.clip(target + rng.normal(0, 25, 2) + 0.2 * (np.array(adapter.block_pose()[:2]) - target), 0, 512)
+        adapter.step(target)
+        theirs = adapter.env._get_img(adapter.env._draw(), width=size[1], height=size[0], render_action=False)
+        mine = adapter.render("top")
+        assert mine.shape == (*size, 3) and mine.dtype == np.uint8 and mine.flags.c_contiguous
+        np.testing.assert_array_equal(mine, theirs)
+        np.testing.assert_array_equal(adapter.render_snapshot("top", adapter.snapshot()), theirs)
+    adapter.close()
