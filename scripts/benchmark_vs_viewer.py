@@ -3,6 +3,8 @@
     python scripts/benchmark_vs_viewer.py                       # records a 400-step ALOHA insertion episode first
     python scripts/benchmark_vs_viewer.py --root DATASET --episode 0 [--rounds 3] [--run-arg=--render-workers=0]
     python scripts/benchmark_vs_viewer.py --root DATASET --ours-only --breakdown   # replay-check alone, per process
+    python scripts/benchmark_vs_viewer.py --root DATASET --ours-only --variant=--render-workers=1   # two set-ups
+    python scripts/benchmark_vs_viewer.py --root DATASET --ours-only --against ../main-checkout     # before/after
 
 The viewer only decodes the recorded frames and logs them; replay-check re-simulates, re-renders and compares every
 frame and writes its report and Rerun recording. Both run as child processes, alternating (A B A B ...) so drift of
@@ -133,7 +135,7 @@ def _rollup(pid: int) -> tuple[float, float]:
     return int(fields.get("Rss", "0 kB").split()[0]) / 1024, int(fields.get("Pss", "0 kB").split()[0]) / 1024
 
 
-def measure(command: list[str], log: Path, breakdown: bool = False) -> Figures:
+def measure(command: list[str], log: Path, breakdown: bool = False, env: dict[str, str] | None = None) -> Figures:
     """Run one command to the end, sampling its tree's memory; CPU from the kernel's accounting of children.
 
     With `breakdown`, the tree's full smaps are read when a sample reaches a new PSS peak (at most once per
@@ -142,7 +144,7 @@ def measure(command: list[str], log: Path, breakdown: bool = False) -> Figures:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     with log.open("ab") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
         peaks = [0.0, 0.0]
         kept: list = [None, 0.0]  # (breakdown, tree PSS when it was read)
         done = threading.Event()
@@ -220,6 +222,12 @@ def main() -> None:
     parser.add_argument("--run-arg", action="append", default=[], help="extra argument for `replay-check run`")
     parser.add_argument("--ours-only", action="store_true", help="run replay-check alone (no viewer needed)")
     parser.add_argument("--breakdown", action="store_true", help="per-process memory by mapping kind at the peak")
+    parser.add_argument("--variant", action="append", default=[], metavar="ARGS",
+                        help="also run `replay-check run` with these extra arguments (space-separated), alternating "
+                             "with the others, e.g. --variant=--render-workers=1")
+    parser.add_argument("--against", type=Path, metavar="CHECKOUT",
+                        help="also run another checkout of replay-check (PYTHONPATH=CHECKOUT, e.g. a git worktree "
+                             "of main), alternating with this one: before/after figures from one run")
     args = parser.parse_args()
     if not args.viewer and not args.ours_only:
         sys.exit("lerobot-dataset-viz not found: pass --viewer PATH (see the docstring) or --ours-only")
@@ -230,13 +238,18 @@ def main() -> None:
     viewer = [args.viewer, "--repo-id", "local/benchmark", "--root", str(root), "--episode-index",
               str(args.episode), "--save", "1", "--output-dir", str(work / "viewer")]
     sides = [("replay-check run", ours)] + ([] if args.ours_only else [("lerobot-dataset-viz", viewer)])
+    sides += [(f"replay-check run {variant}", [*ours, *variant.split()]) for variant in args.variant]
+    envs = {}
+    if args.against:
+        envs["replay-check run (against)"] = {**os.environ, "PYTHONPATH": str(args.against.resolve())}
+        sides.append(("replay-check run (against)", ours))
     versions = _versions(None if args.ours_only else args.viewer)
     env_note = f"MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')}, {os.cpu_count()} CPUs, {versions}"
     print(f"dataset {root} episode {args.episode}; {env_note}; logs in {work}")
     results: dict[str, list[Figures]] = {name: [] for name, _ in sides}
     for round_ in range(args.rounds + 1):
         for name, command in sides:
-            figures = measure(command, work / f"{name.split()[0]}.log", breakdown=args.breakdown)
+            figures = measure(command, work / f"{name.split()[0]}.log", breakdown=args.breakdown, env=envs.get(name))
             if figures.code not in (0, 1):
                 sys.exit(f"{name} exited {figures.code}; see {work}")
             if round_:  # the first round warms caches and is not counted
@@ -252,6 +265,13 @@ def main() -> None:
             median_run = sorted(runs, key=lambda r: r.peak_pss_mb)[len(runs) // 2]
             if median_run.breakdown:
                 _print_breakdown(median_run.breakdown)
+    others = [f"replay-check run {variant}" for variant in args.variant]
+    others += ["replay-check run (against)"] if args.against else []
+    for other in others:
+        pairs = zip(results["replay-check run"], results[other], strict=True)
+        ratios = [a.wall_s / b.wall_s for a, b in pairs]
+        print(f"wall ratio replay-check run / {other}, pair by pair: median {statistics.median(ratios):.2f}x "
+              f"(min {min(ratios):.2f}, max {max(ratios):.2f})")
     if args.ours_only:
         return
     pairs = zip(results["replay-check run"], results["lerobot-dataset-viz"], strict=True)
