@@ -36,8 +36,8 @@ from replay_check.pipeline import RerunOptions, RunRequest, run_episode
 @click.option("--offline", is_flag=True, help="Build stacks from uv's cache only (also: UV_OFFLINE=1).")
 @click.option("--render-workers", type=click.IntRange(min=0), default=None,
               help="Processes rendering frames while physics steps ahead [default: one per core for MuJoCo "
-                   "families, none on one core]; 0 renders in step order in this process. Results are "
-                   "identical either way.")
+                   "families; for PushT one that steps the physics too; none on one core]; 0 renders in step "
+                   "order in this process. Results are identical either way.")
 @click.option("--strict", is_flag=True, help="A marginal episode fails (default: it warns).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def command(root, repo_id, revision, episode, replay, rrd, no_rerun, no_scene, spawn, serve, web_port,
