@@ -152,3 +152,28 @@ def test_camera_round_trip_and_geometry():
     with pytest.raises(EstimationError, match="'nope'"):
         PinholeCamera.from_physics(adapter.physics, "nope", HEIGHT, WIDTH)
     adapter.close()
+
+
+def test_meter_blob_window_gives_the_centroid_of_the_largest_component_bit_for_bit():
+    """The per-frame path takes the blob's count and bounds from connectedComponentsWithStats; its centroid is
+    chroma_centroid of largest_component's blob exactly, with one blob, several, blobs at the border, none."""
+    from replay_check.initial_state import aloha
+
+    rng = np.random.default_rng(3)
+    stride = aloha.METER_STRIDE
+    for trial in range(40):
+        frame = rng.integers(0, 90, (96, 128, 3), dtype=np.uint8)
+        for _ in range(trial % 4):  # 0-3 red patches, some touching the border
+            r, c = rng.integers(-4, 90), rng.integers(-4, 120)
+            h, w = rng.integers(4, 24, size=2)
+            frame[max(r, 0):max(r + h, 0), max(c, 0):max(c + w, 0), 0] = rng.integers(150, 255)
+        mask = aloha.color_mask(frame[::stride, ::stride], "red")
+        window = aloha.largest_blob_window(mask)
+        blob = aloha.largest_component(mask)
+        if window is None:
+            assert not blob.any()
+            continue
+        assert window[3] == int(blob.sum())
+        expected = aloha.chroma_centroid(frame, blob, stride, "red")
+        got = aloha._window_centroid(frame, window[0], window[1], window[2], stride, "red")
+        assert np.array_equal(got, expected), trial

@@ -393,8 +393,15 @@ def chroma_centroid(frame: np.ndarray, blob: np.ndarray, stride: int, color: str
     rows, cols = np.nonzero(blob)
     r0, r1 = max(rows.min() - METER_MARGIN, 0), min(rows.max() + 1 + METER_MARGIN, blob.shape[0])
     c0, c1 = max(cols.min() - METER_MARGIN, 0), min(cols.max() + 1 + METER_MARGIN, blob.shape[1])
+    return _window_centroid(frame, blob[r0:r1, c0:c1], int(r0), int(c0), stride, color)
+
+
+def _window_centroid(frame: np.ndarray, window_blob: np.ndarray, r0: int, c0: int, stride: int,
+                     color: str) -> np.ndarray:
+    """chroma_centroid given the blob over its bounding box grown by METER_MARGIN, whose corner is (r0, c0)."""
+    r1, c1 = r0 + window_blob.shape[0], c0 + window_blob.shape[1]
     size = 2 * METER_MARGIN + 1
-    near = cv2.dilate(blob[r0:r1, c0:c1].view(np.uint8), np.ones((size, size), np.uint8))
+    near = cv2.dilate(window_blob.view(np.uint8), np.ones((size, size), np.uint8))
     near = np.repeat(np.repeat(near, stride, axis=0), stride, axis=1)
     top, left = r0 * stride, c0 * stride
     window = frame[top : top + near.shape[0], left : left + near.shape[1]]
@@ -406,6 +413,25 @@ def chroma_centroid(frame: np.ndarray, blob: np.ndarray, stride: int, color: str
     u = float(weight.sum(axis=0) @ np.arange(left, left + window.shape[1])) / total
     v = float(weight.sum(axis=1) @ np.arange(top, top + window.shape[0])) / total
     return np.array([u, v])
+
+
+def largest_blob_window(mask: np.ndarray) -> tuple[np.ndarray, int, int, int] | None:
+    """The largest 8-connected blob of `mask` as (its mask over its bounding box grown by METER_MARGIN,
+    that window's top row, its left column, the blob's pixel count); None when `mask` is empty.
+
+    The same blob as largest_component, with the count and bounds connectedComponentsWithStats already
+    has: no further pass over the image to count or find its pixels (the per-frame meter's path).
+    """
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    if count <= 1:
+        return None
+    k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    left, top = int(stats[k, cv2.CC_STAT_LEFT]), int(stats[k, cv2.CC_STAT_TOP])
+    width, height = int(stats[k, cv2.CC_STAT_WIDTH]), int(stats[k, cv2.CC_STAT_HEIGHT])
+    r0, r1 = max(top - METER_MARGIN, 0), min(top + height + METER_MARGIN, mask.shape[0])
+    c0, c1 = max(left - METER_MARGIN, 0), min(left + width + METER_MARGIN, mask.shape[1])
+    window = mask[r0:r1, c0:c1] if count == 2 else labels[r0:r1, c0:c1] == k
+    return window, r0, c0, int(stats[k, cv2.CC_STAT_AREA])
 
 
 class ObjectMeter:
@@ -438,11 +464,11 @@ class ObjectMeter:
         found: dict[str, np.ndarray | None] = {}
         sub = frame[::METER_STRIDE, ::METER_STRIDE]
         for g in self.geometries:
-            blob = largest_component(color_mask(sub, g.color))
-            if int(blob.sum()) * METER_STRIDE**2 < max(self._min_pixels[g.name], MIN_PIXELS):
+            blob = largest_blob_window(color_mask(sub, g.color))
+            if blob is None or blob[3] * METER_STRIDE**2 < max(self._min_pixels[g.name], MIN_PIXELS):
                 found[g.name] = None
                 continue
-            centroid = chroma_centroid(frame, blob, METER_STRIDE, g.color)
+            centroid = _window_centroid(frame, blob[0], blob[1], blob[2], METER_STRIDE, g.color)
             rest_z = self._rest_z[g.name]
             xy = locate(self.camera, g, centroid, rest_z)
             found[g.name] = np.array([xy[0], xy[1], rest_z])
