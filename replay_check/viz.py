@@ -506,7 +506,10 @@ class RerunSink:
 
     @staticmethod
     def _indexes(t: np.ndarray, ts: np.ndarray) -> list[rr.TimeColumn]:
-        return [rr.TimeColumn("frame_index", sequence=t), rr.TimeColumn("timestamp", duration=ts)]
+        # Rounded to whole nanoseconds as set_time and per-value columns round (a float array would be truncated,
+        # leaving a curve 1 ns off the images logged at the same step).
+        ns = np.round(np.asarray(ts, dtype=np.float64) * 1e9).astype(np.int64).astype("timedelta64[ns]")
+        return [rr.TimeColumn("frame_index", sequence=t), rr.TimeColumn("timestamp", duration=ns)]
 
     def _send(self, path: str, t: np.ndarray, ts: np.ndarray, values: np.ndarray) -> None:
         self.rec.send_columns(path, indexes=self._indexes(t, ts), columns=rr.Scalars.columns(scalars=values))

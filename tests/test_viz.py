@@ -480,6 +480,27 @@ def test_images_go_out_in_columns_on_the_times_set_time_would_give(tmp_path):
         assert len(column(batches, "EncodedImage:blob")) == n
 
 
+def test_curves_sit_on_the_same_nanosecond_as_the_images_of_their_step(tmp_path):
+    """A curve point and the images of its step share one timestamp (4.1 s is 4099999999.9999995 ns as a float:
+    rounded, not truncated, so scrubbing to an image lands on its curve values)."""
+    import dataclasses
+
+    n = 60
+    sink = make_sink(tmp_path)
+    for step in make_steps(n):
+        sink.on_step(dataclasses.replace(step, timestamp=step.t / 10), {})
+    sink.finish(make_result(n, {}, "pass"))
+    chunks = read_rrd(tmp_path / "rec.rrd")
+    images = dict(zip(_values(chunks[f"/recorded/{CAM}"], "frame_index"),
+                      _values(chunks[f"/recorded/{CAM}"], "timestamp"), strict=True))
+    curves = [path for path in chunks if path.startswith("/joints/")]
+    assert curves
+    for path in curves:
+        frames, stamps = _values(chunks[path], "frame_index"), _values(chunks[path], "timestamp")
+        assert dict(zip(frames, stamps, strict=True)) == {t: images[t] for t in frames}, path
+    assert images[41] == 4_100_000_000
+
+
 def _values(batches: list, name: str) -> list:
     """A column's values over all batches (durations as int ns)."""
     return [v for b in batches if name in b.schema.names
