@@ -10,6 +10,7 @@ at (0, 0).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -44,10 +45,18 @@ class PinholeCamera:
         rotation = _MUJOCO_TO_PINHOLE @ cam_to_world.T
         return cls(K=K, R_world_to_cam=rotation, t=-rotation @ position, height=int(height), width=int(width))
 
-    @property
+    @cached_property
     def center(self) -> np.ndarray:
-        """The optical centre in world coordinates."""
-        return -self.R_world_to_cam.T @ self.t
+        """The optical centre in world coordinates (computed once: the per-frame meter back-projects every frame)."""
+        center = -self.R_world_to_cam.T @ self.t
+        center.flags.writeable = False
+        return center
+
+    @cached_property
+    def _K_inverse_T(self) -> np.ndarray:
+        inverse = np.linalg.inv(self.K).T
+        inverse.flags.writeable = False
+        return inverse
 
     def project(self, points_world: np.ndarray) -> np.ndarray:
         """(N, 3) world points -> (N, 2) pixels (u right, v down); points behind the camera give NaN."""
@@ -62,7 +71,7 @@ class PinholeCamera:
     def backproject_to_plane(self, uv: np.ndarray, z: float) -> np.ndarray:
         """(N, 2) pixels -> (N, 3) world points where their rays meet the horizontal plane at height z."""
         uv = np.atleast_2d(np.asarray(uv, dtype=np.float64))
-        rays_cam = np.column_stack([uv, np.ones(len(uv))]) @ np.linalg.inv(self.K).T
+        rays_cam = np.column_stack([uv, np.ones(len(uv))]) @ self._K_inverse_T
         rays = rays_cam @ self.R_world_to_cam  # rows: R^T @ ray
         origin = self.center
         with np.errstate(divide="ignore", invalid="ignore"):
