@@ -205,6 +205,16 @@ def _jpeg(frame: np.ndarray, jpeg_quality: int | None) -> np.ndarray | None:
     return buf if ok else None
 
 
+def time_columns(t, seconds) -> list[rr.TimeColumn]:
+    """frame_index and timestamp columns for send_columns, on the nanosecond set_time gives each step.
+
+    Rounded as set_time rounds: Rerun truncates a float array (4.1 s would land at 4099999999 ns, 1 ns
+    before the images logged for that step).
+    """
+    ns = np.round(np.asarray(seconds, dtype=np.float64) * 1e9).astype(np.int64).astype("timedelta64[ns]")
+    return [rr.TimeColumn("frame_index", sequence=t), rr.TimeColumn("timestamp", duration=ns)]
+
+
 class _ImageColumns:
     """Per entity, the images, video frame references and image overlays of the steps not sent yet.
 
@@ -227,8 +237,7 @@ class _ImageColumns:
 
     def send(self, rec: rr.RecordingStream) -> None:
         for path, (kind, t, ts, values) in self.pending.items():
-            rec.send_columns(path, indexes=[rr.TimeColumn("frame_index", sequence=t),
-                                            rr.TimeColumn("timestamp", duration=ts)], columns=_columns(kind, values))
+            rec.send_columns(path, indexes=time_columns(t, ts), columns=_columns(kind, values))
         self.pending.clear()
         self.steps = 0
 
@@ -476,7 +485,7 @@ class RerunSink:
             self._send_objects(dict(zip(self._t, self._timestamps, strict=True)))
             self._send_metrics(result, t, ts)
             if self.scene is not None:
-                self.scene.finish(self.rec, self._indexes(t, ts))
+                self.scene.finish(self.rec, time_columns(t, ts))
         self._log_events(result, dict(zip(self._t, self._timestamps, strict=True)))
         self._log_contacts(result, dict(zip(self._t, self._timestamps, strict=True)))
         self.rec.flush()
@@ -504,15 +513,8 @@ class RerunSink:
         finally:
             self.close()
 
-    @staticmethod
-    def _indexes(t: np.ndarray, ts: np.ndarray) -> list[rr.TimeColumn]:
-        # Rounded to whole nanoseconds as set_time and per-value columns round (a float array would be truncated,
-        # leaving a curve 1 ns off the images logged at the same step).
-        ns = np.round(np.asarray(ts, dtype=np.float64) * 1e9).astype(np.int64).astype("timedelta64[ns]")
-        return [rr.TimeColumn("frame_index", sequence=t), rr.TimeColumn("timestamp", duration=ns)]
-
     def _send(self, path: str, t: np.ndarray, ts: np.ndarray, values: np.ndarray) -> None:
-        self.rec.send_columns(path, indexes=self._indexes(t, ts), columns=rr.Scalars.columns(scalars=values))
+        self.rec.send_columns(path, indexes=time_columns(t, ts), columns=rr.Scalars.columns(scalars=values))
 
     def _send_joints(self, t: np.ndarray, ts: np.ndarray) -> None:
         for source, rows in (("recorded", self._recorded_state), ("replayed", self._replayed_state)):

@@ -101,9 +101,9 @@ class LaneSink:
 
     @staticmethod
     def _send(rec, rr, path: str, t: np.ndarray, values: np.ndarray, fps: float) -> None:
-        rec.send_columns(path, indexes=[rr.TimeColumn("frame_index", sequence=t),
-                                        rr.TimeColumn("timestamp", duration=t / float(fps))],
-                         columns=rr.Scalars.columns(scalars=values))
+        from replay_check.viz import time_columns
+
+        rec.send_columns(path, indexes=time_columns(t, t / float(fps)), columns=rr.Scalars.columns(scalars=values))
 
     def _send_blueprint(self) -> None:
         """The default layout plus one row of other stacks' replayed images per camera."""
