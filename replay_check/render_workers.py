@@ -84,23 +84,6 @@ def process_pss_mb(pid: int) -> float | None:
     return None
 
 
-def release_free_heap() -> bool:
-    """Give the C heap's free pages back to the kernel (glibc's malloc_trim); False where there is none.
-
-    glibc keeps freed heap pages mapped. The frame-0 estimate allocates and frees some 40 frames and
-    their comparisons in this process: ~25 MB that stayed resident through the step loop (when the
-    process tree's memory peaks) unless handed back. A call walks the heap once (a few ms).
-    """
-    import ctypes
-
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (AttributeError, OSError):  # not glibc
-        return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return bool(trim(0))
-
-
 class RenderWorkers:
     """`count` render worker processes for the cameras of `spec`, started in the background.
 

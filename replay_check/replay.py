@@ -24,7 +24,7 @@ from replay_check.initial_state import FrameObjectMeter, object_measure, recover
 from replay_check.profiles import Profile
 from replay_check.provenance import versions
 from replay_check.recorded import FrameFeed, RecordedAhead
-from replay_check.render_workers import RenderWorkers, auto_worker_count, process_pss_mb, release_free_heap
+from replay_check.render_workers import RenderWorkers, auto_worker_count, process_pss_mb
 from replay_check.sims import make_adapter
 from replay_check.sims.base import InitialState, Pose, SimAdapter, SimObservation, SimSpec
 from replay_check.stepping import ReadsView, step_through, take_read
@@ -166,7 +166,6 @@ def replay_episode(
         estimator = workers.estimating(adapter) if workers is not None else adapter
         initial = initial_state or recover_initial_state(episode, profile, estimator)
         timer.add("initial_state", start)
-        release_free_heap()  # the estimate's frames, freed: not resident through the step loop
         adapter.restore(initial)
 
         def ready() -> _Handover | None:
