@@ -20,6 +20,7 @@ import numpy as np
 
 from replay_check.sims import make_adapter
 from replay_check.sims.base import InitialState, Pose, SimSpec
+from replay_check.spawning import TrackerScope
 from replay_check.stepping import step_through
 
 MEMBER_AHEAD = 32  # steps a stack's worker may take ahead of a member's bookkeeping (replay_check.stepping)
@@ -142,7 +143,20 @@ def run_ensemble(spec: SimSpec, initial: InitialState, actions: np.ndarray, size
     workers = max(1, min(size, processes or os.cpu_count() or 1)) - 1
     if not _can_spawn() or make is not None:
         workers = 0
-    context = multiprocessing.get_context("spawn")
+    scope = TrackerScope()
+    try:
+        members, in_workers = _members(scope.context, spec, initial, actions, size, workers, make)
+    finally:
+        scope.close()  # after _members returned: its queue and counter (semaphores) are released by then
+    return sorted(members, key=lambda m: m.seed), {
+        "members": size, "processes": 1 + workers, "members_in_workers": in_workers,
+        "seconds": time.perf_counter() - start}
+
+
+def _members(context, spec: SimSpec, initial: InitialState, actions: np.ndarray, size: int, workers: int,
+             make) -> tuple[list[Member], int]:
+    """(every member, how many ran in a worker): this process and `workers` spawned processes take seeds
+    from one counter."""
     counter, results = context.Value("i", 0), context.Queue()
     procs = [context.Process(target=_worker, args=(spec, initial, actions, counter, size, results), daemon=True)
              for _ in range(workers)]
@@ -162,9 +176,9 @@ def run_ensemble(spec: SimSpec, initial: InitialState, actions: np.ndarray, size
         for proc in procs:  # every member is in (or we are failing): idle or still-importing workers go
             proc.terminate()
             proc.join()
-    return sorted(members, key=lambda m: m.seed), {
-        "members": size, "processes": 1 + workers, "members_in_workers": size - len(own),
-        "seconds": time.perf_counter() - start}
+        results.close()
+        results.join_thread()
+    return members, size - len(own)
 
 
 @dataclass

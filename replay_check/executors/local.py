@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import multiprocessing
 import os
 import signal
 import sys
@@ -26,6 +25,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from replay_check.executors.job import Job, JobResult
+from replay_check.spawning import TrackerScope
 
 _PR_SET_PDEATHSIG = 1
 MAX_JOBS_PER_WORKER = 25
@@ -94,7 +94,8 @@ class LocalPool:
         self.capacity = max(1, workers or os.cpu_count() or 1)
         self.timeout = timeout
         self.max_jobs = max(1, max_jobs)
-        self._context = multiprocessing.get_context("spawn")
+        self._scope = TrackerScope()  # spawn context; close() stops the resource tracker its workers started
+        self._context = self._scope.context
         self._idle: list[_Worker] = []
         self._busy: dict[int, _Worker] = {}
 
@@ -190,3 +191,4 @@ class LocalPool:
             worker.process.join(5)
             self._discard(worker)
         self._idle.clear()
+        self._scope.close()
