@@ -135,7 +135,8 @@ def _rollup(pid: int) -> tuple[float, float]:
     return int(fields.get("Rss", "0 kB").split()[0]) / 1024, int(fields.get("Pss", "0 kB").split()[0]) / 1024
 
 
-def measure(command: list[str], log: Path, breakdown: bool = False, env: dict[str, str] | None = None) -> Figures:
+def measure(command: list[str], log: Path, breakdown: bool = False, env: dict[str, str] | None = None,
+            cwd: Path | None = None) -> Figures:
     """Run one command to the end, sampling its tree's memory; CPU from the kernel's accounting of children.
 
     With `breakdown`, the tree's full smaps are read when a sample reaches a new PSS peak (at most once per
@@ -144,7 +145,7 @@ def measure(command: list[str], log: Path, breakdown: bool = False, env: dict[st
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     with log.open("ab") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         peaks = [0.0, 0.0]
         kept: list = [None, 0.0]  # (breakdown, tree PSS when it was read)
         done = threading.Event()
@@ -239,7 +240,10 @@ def main() -> None:
               str(args.episode), "--save", "1", "--output-dir", str(work / "viewer")]
     sides = [("replay-check run", ours)] + ([] if args.ours_only else [("lerobot-dataset-viz", viewer)])
     sides += [(f"replay-check run {variant}", [*ours, *variant.split()]) for variant in args.variant]
-    envs = {}
+    # Each replay-check side imports the checkout it names from a neutral directory: `python -m` puts the
+    # working directory first on sys.path, so run from a checkout both sides would import that checkout.
+    this_checkout = Path(__file__).resolve().parents[1]
+    envs = {name: {**os.environ, "PYTHONPATH": str(this_checkout)} for name, _ in sides if name.startswith("replay")}
     if args.against:
         envs["replay-check run (against)"] = {**os.environ, "PYTHONPATH": str(args.against.resolve())}
         sides.append(("replay-check run (against)", ours))
@@ -249,7 +253,8 @@ def main() -> None:
     results: dict[str, list[Figures]] = {name: [] for name, _ in sides}
     for round_ in range(args.rounds + 1):
         for name, command in sides:
-            figures = measure(command, work / f"{name.split()[0]}.log", breakdown=args.breakdown, env=envs.get(name))
+            figures = measure(command, work / f"{name.split()[0]}.log", breakdown=args.breakdown, env=envs.get(name),
+                              cwd=work)
             if figures.code not in (0, 1):
                 sys.exit(f"{name} exited {figures.code}; see {work}")
             if round_:  # the first round warms caches and is not counted
