@@ -44,6 +44,18 @@ def auto_worker_count(cores: int | None = None) -> int:
     return 0 if cores < 2 else min(cores, MAX_AUTO_WORKERS)
 
 
+def renderer_environment(workers: int, cores: int | None = None) -> dict[str, str]:
+    """Environment for render workers: llvmpipe rasterising in the calling thread when there is a worker per core.
+
+    Each worker's renderer otherwise starts a rasteriser thread per core, and with every core already
+    running a worker those threads only contend. Measured on 2 cores, 2 workers, a 400-step ALOHA `run`
+    (3 rounds alternating): LP_NUM_THREADS=0 took 3% less wall and 4% less CPU time and 16 MB less PSS,
+    the same pixels. A value the user set wins (ProxyAdapter's `environment` does not override).
+    """
+    cores = available_cores() if cores is None else cores
+    return {"LP_NUM_THREADS": "0"} if workers >= cores else {}
+
+
 def _proc_fields(pid: int) -> list[str] | None:
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -126,7 +138,8 @@ class RenderWorkers:
 
         try:
             worker = ProxyAdapter(self._python, self.spec, stack="render", slot_bytes=self._slot_bytes,
-                                  slots=self._slots, isolated=self._isolated)
+                                  slots=self._slots, isolated=self._isolated,
+                                  environment=renderer_environment(self.count))
             self._workers[index] = worker
             for camera in self.spec.cameras:
                 worker.render(camera)

@@ -71,7 +71,10 @@ def _replay(episode, initial, profile, workers: int):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["aloha", "pusht"])
-def test_pipelined_replay_gives_the_serial_frames_and_metrics_bit_for_bit(family):
+def test_pipelined_replay_gives_the_serial_frames_and_metrics_bit_for_bit(family, monkeypatch):
+    # Two workers on two cores: their renderers rasterise in one thread each (renderer_environment), the
+    # serial replay's with llvmpipe's default threads; the frames must not differ for that either.
+    monkeypatch.setattr("replay_check.render_workers.available_cores", lambda: 2)
     episode, initial, profile = _case(family)
     serial, serial_sink = _replay(episode, initial, profile, 0)
     piped, piped_sink = _replay(episode, initial, profile, 2)
@@ -99,6 +102,30 @@ def test_worker_count_follows_the_cores():
     assert auto_worker_count(1) == 0
     assert auto_worker_count(2) == 2
     assert auto_worker_count(64) == 4
+
+
+def _environ(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/environ", "rb") as raw:
+        pairs = [item.split(b"=", 1) for item in raw.read().split(b"\0") if b"=" in item]
+    return {key.decode(): value.decode() for key, value in pairs}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize(("cores", "users", "expected"), [(1, None, "0"), (4, None, None), (1, "3", "3")])
+def test_a_worker_per_core_rasterises_in_one_thread_unless_the_user_says_otherwise(monkeypatch, cores, users,
+                                                                                   expected):
+    from replay_check.sims import SimSpec
+
+    monkeypatch.setattr("replay_check.render_workers.available_cores", lambda: cores)
+    if users is None:
+        monkeypatch.delenv("LP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("LP_NUM_THREADS", users)
+    spec = SimSpec(family="pusht", task="pusht", cameras={"top": (96, 96)},
+                   module=available_profiles()["pusht"].family_module)
+    with RenderWorkers(spec, 1, depth=2) as workers:
+        workers.ready()
+        assert _environ(workers.pids[0]).get("LP_NUM_THREADS") == expected
 
 
 def test_a_worker_that_cannot_start_is_an_operational_error():

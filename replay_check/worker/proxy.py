@@ -57,7 +57,9 @@ class ProxyAdapter:
     """An adapter living in a worker process started with `python` (a stack's interpreter)."""
 
     def __init__(self, python: str | Path, *make_args: Any, stack: str = "installed", slot_bytes: int | None = None,
-                 isolated: bool = True, slots: int = DEFAULT_SLOTS, **make_kwargs: Any):
+                 isolated: bool = True, slots: int = DEFAULT_SLOTS, environment: dict[str, str] | None = None,
+                 **make_kwargs: Any):
+        """`environment`: variables for the worker unless this process's environment sets them already."""
         self.stack = stack
         self.python = str(python)  # what a sibling worker on the same stack is started with
         self.isolated = isolated
@@ -73,6 +75,8 @@ class ProxyAdapter:
             env.pop("PYTHONPATH", None)
             env["PYTHONNOUSERSITE"] = "1"
         env.setdefault("MUJOCO_GL", os.environ.get("MUJOCO_GL", "egl"))
+        for name, value in (environment or {}).items():
+            env.setdefault(name, value)
         try:
             self._proc = subprocess.Popen(
                 [str(python), "-m", "replay_check.worker", str(child_end.fileno()), str(os.getpid())],
