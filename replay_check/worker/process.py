@@ -56,12 +56,12 @@ def _error(exc: BaseException) -> tuple:
 
 
 def _steps(adapter, actions, reads) -> list:
+    from replay_check.stepping import take_read  # numpy and sims.base only, which the adapter has loaded
+
     out = []
     for action in actions:
         observation = adapter.step(action)
-        # a read is a method name or (name, *args), as in replay_check.stepping (not imported: workers stay light)
-        out.append((observation, {read: getattr(adapter, read)() if isinstance(read, str)
-                                  else getattr(adapter, read[0])(*read[1:]) for read in reads}))
+        out.append((observation, {read: take_read(adapter, read) for read in reads}))
         if observation.unstable:  # the caller stops here; the steps after it were never asked for
             break
     return out
