@@ -92,6 +92,7 @@ def vs_viewer(session: nox.Session) -> None:
     lerobot 0.4 (the writer of the v3.0 format we read) brings torch and pins an older rerun-sdk, so it is installed in
     a venv of its own; its torchcodec needs a system FFmpeg (`apt-get install -y ffmpeg`). Neither enters
     replay-check's own install. Arguments after `--` go to scripts/benchmark_vs_viewer.py (e.g. `--root DATASET`).
+    The render floor (scripts/render_floor.py: every frame rendered, nothing else) runs as a third side.
     """
     if not shutil.which("ffmpeg"):
         session.error("ffmpeg not found: lerobot's torchcodec needs it (`sudo apt-get install -y ffmpeg`)")
@@ -103,5 +104,5 @@ def vs_viewer(session: nox.Session) -> None:
         session.run("python", "-m", "uv", "venv", "--quiet", "--python", str(python), str(viewer_env))
         session.run("python", "-m", "uv", "pip", "install", "--quiet", "--python", str(viewer_env / "bin" / "python"),
                     "lerobot>=0.4.4,<0.5")
-    session.run("python", str(ROOT / "scripts" / "benchmark_vs_viewer.py"), "--viewer",
+    session.run("python", str(ROOT / "scripts" / "benchmark_vs_viewer.py"), "--floor", "--viewer",
                 str(viewer_env / "bin" / "lerobot-dataset-viz"), *session.posargs, env={"MUJOCO_GL": "egl"})

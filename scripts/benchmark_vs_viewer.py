@@ -5,6 +5,7 @@
     python scripts/benchmark_vs_viewer.py --root DATASET --ours-only --breakdown   # replay-check alone, per process
     python scripts/benchmark_vs_viewer.py --root DATASET --ours-only --variant=--render-workers=1   # two set-ups
     python scripts/benchmark_vs_viewer.py --root DATASET --ours-only --against ../main-checkout     # before/after
+    python scripts/benchmark_vs_viewer.py --root DATASET --floor    # also the render floor (scripts/render_floor.py)
 
 The viewer only decodes the recorded frames and logs them; replay-check re-simulates, re-renders and compares every
 frame and writes its report and Rerun recording. Both run as child processes, alternating (A B A B ...) so drift of
@@ -13,9 +14,10 @@ sys, from the kernel's accounting of reaped children), and peak memory (the larg
 of PSS -- shared pages counted once -- sampled every 100 ms). The ratio is taken pair by pair and its median printed.
 `lerobot-dataset-viz` must be on PATH or given with --viewer (lerobot needs torch: install it in another venv, e.g.
 `nox -s vs_viewer`); its torchcodec needs a system FFmpeg. `--ours-only` runs replay-check alone (no viewer
-needed); `--breakdown` also prints, for the sample nearest each run's tree PSS peak, every process's PSS and RSS
-and its PSS by mapping kind (anonymous memory, shared-memory frame pools, the largest libraries), read from the
-full /proc/PID/smaps at most once a second while a new peak is being reached.
+needed); `--floor` adds scripts/render_floor.py (every frame rendered and nothing else, one process per core) as
+another side, with the ratios to it; `--breakdown` also prints, for the sample nearest each run's tree PSS peak,
+every process's PSS and RSS and its PSS by mapping kind (anonymous memory, shared-memory frame pools, the largest
+libraries), read from the full /proc/PID/smaps at most once a second while a new peak is being reached.
 """
 
 from __future__ import annotations
@@ -226,6 +228,8 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], metavar="ARGS",
                         help="also run `replay-check run` with these extra arguments (space-separated), alternating "
                              "with the others, e.g. --variant=--render-workers=1")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time scripts/render_floor.py: every frame rendered, nothing else (the lower bound)")
     parser.add_argument("--against", type=Path, metavar="CHECKOUT",
                         help="also run another checkout of replay-check (PYTHONPATH=CHECKOUT, e.g. a git worktree "
                              "of main), alternating with this one: before/after figures from one run")
@@ -244,6 +248,11 @@ def main() -> None:
     # working directory first on sys.path, so run from a checkout both sides would import that checkout.
     this_checkout = Path(__file__).resolve().parents[1]
     envs = {name: {**os.environ, "PYTHONPATH": str(this_checkout)} for name, _ in sides if name.startswith("replay")}
+    if args.floor:
+        floor = [sys.executable, str(this_checkout / "scripts" / "render_floor.py"), "--root", str(root),
+                 "--episode", str(args.episode)]
+        sides.append(("render floor", floor))
+        envs["render floor"] = {**os.environ, "PYTHONPATH": str(this_checkout)}
     if args.against:
         envs["replay-check run (against)"] = {**os.environ, "PYTHONPATH": str(args.against.resolve())}
         sides.append(("replay-check run (against)", ours))
@@ -272,6 +281,7 @@ def main() -> None:
                 _print_breakdown(median_run.breakdown)
     others = [f"replay-check run {variant}" for variant in args.variant]
     others += ["replay-check run (against)"] if args.against else []
+    others += ["render floor"] if args.floor else []
     for other in others:
         pairs = zip(results["replay-check run"], results[other], strict=True)
         ratios = [a.wall_s / b.wall_s for a, b in pairs]
@@ -279,9 +289,14 @@ def main() -> None:
               f"(min {min(ratios):.2f}, max {max(ratios):.2f})")
     if args.ours_only:
         return
-    pairs = zip(results["replay-check run"], results["lerobot-dataset-viz"], strict=True)
-    ratios = [a.wall_s / b.wall_s for a, b in pairs]
-    print(f"wall ratio replay-check / viewer, pair by pair: median {statistics.median(ratios):.2f}x "
+    _print_ratio(results, "replay-check run", "lerobot-dataset-viz", "replay-check / viewer")
+    if args.floor:
+        _print_ratio(results, "render floor", "lerobot-dataset-viz", "render floor / viewer")
+
+
+def _print_ratio(results: dict[str, list[Figures]], top: str, bottom: str, label: str) -> None:
+    ratios = [a.wall_s / b.wall_s for a, b in zip(results[top], results[bottom], strict=True)]
+    print(f"wall ratio {label}, pair by pair: median {statistics.median(ratios):.2f}x "
           f"(min {min(ratios):.2f}, max {max(ratios):.2f})")
 
 
