@@ -31,7 +31,7 @@ from replay_check.fingerprint import episode_fingerprint
 from replay_check.outputs import check_output_dir, check_output_file, check_video_path
 from replay_check.profiles import Profile
 from replay_check.provenance import STACK_INSTALLED
-from replay_check.replay import abort_sinks, replay_episode
+from replay_check.replay import PrestartedWorkers, abort_sinks, replay_episode, start_render_workers
 from replay_check.report import write_episode_report
 from replay_check.steps import ReplayResult, ReplaySettings, Sink
 
@@ -253,12 +253,33 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
 
     The report folder is replaced only once the new one is complete (recording included): a run that
     fails midway leaves the previous report as it was.
+
+    Image mode's render workers start as soon as the episode and its configuration are known, so
+    that their start (about a second of spawning, imports and a first render) overlaps this process's
+    own set-up: the recording sinks (importing rerun, building the scene), the fingerprint, the
+    adapter. On another stack they start with the replay, as the stack's interpreter is known only
+    once its adapter is open (which builds the stack).
     """
     check_outputs(request)
     episode, config = prepare_config(request)
+    stack_used = stack_name(request.stack, config.profile)
+    timeline = ContactTimeline()  # a probe: whether a worker may step the physics depends on its reads
+    workers = None
+    if stack_used == STACK_INSTALLED:
+        workers = start_render_workers(episode, config.profile, config.settings,
+                                       render_workers=request.render_workers, probes=[timeline])
+    try:
+        return _replay_and_report(request, episode, config, stack_used, timeline, workers, progress)
+    finally:
+        if workers is not None:
+            workers.close()  # replay_episode closed them already, unless something failed before it took them
+
+
+def _replay_and_report(request: RunRequest, episode: Episode, config: ReplayConfig, stack_used: str,
+                       timeline: ContactTimeline, workers: PrestartedWorkers | None,
+                       progress: Callable[[int, int], None] | None) -> RunOutcome:
     profile, settings = config.profile, config.settings
     fingerprint = episode_fingerprint(episode)
-    stack_used = stack_name(request.stack, profile)
     out_dir = episode_report_dir(request.report_dir, report_name(episode.meta.report_name, stack_used), episode.index)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     rrd_final: Path | None = None
@@ -284,10 +305,9 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
         adapter = None
         try:
             adapter, stack = _stack_adapter(request, episode, config)
-            timeline = ContactTimeline()
             result = replay_episode(episode, profile, settings, sinks=sinks, progress=progress, adapter=adapter,
                                     render_workers=request.render_workers, physics=config.physics,
-                                    probes=[timeline],
+                                    probes=[timeline], workers=workers,
                                     conclude=_cause_analysis(request, episode, config, stack, timeline))
         except BaseException:
             abort_sinks(sinks)  # the engine aborts its sinks too; this covers failures before it started

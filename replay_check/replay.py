@@ -129,6 +129,7 @@ def replay_episode(
     probes: Sequence[Probe] = (),
     conclude: Callable[[ReplayResult], ReplayResult] | None = None,
     recorded_ahead: bool | None = None,
+    workers: PrestartedWorkers | None = None,
 ) -> ReplayResult:
     """Replay `episode` in the profile's simulator and return its metrics, divergences and verdict.
 
@@ -147,18 +148,32 @@ def replay_episode(
     are up. Same result bit for bit. None: only where a worker steps the physics (this process then
     waits for it, and for its start, with nothing else to do); in a serial replay the thread's GIL
     contention cost about what it saved on a busy 2-core machine (scripts/benchmark.py --recorded-ahead).
+
+    `workers`: the render workers `start_render_workers` started for this replay (with the same episode,
+    profile, settings, `render_workers` and `probes`, on `adapter`'s interpreter), so that they come up
+    while the caller sets up; this function takes them over and closes them, whatever happens.
     """
-    settings = settings or ReplaySettings(tolerances=profile.tolerances)
-    cameras = validate_episode(episode, profile, settings)
-    own_adapter = adapter is None
-    adapter = adapter or adapter_for(episode, profile, physics)
-    timer = _Timer()
-    workers = None
+    prestarted, workers = workers, None  # taken over: closed here, whatever happens
     try:
-        # Started first, so the workers load and warm up while the sinks start and the state is estimated.
-        count = _worker_count(profile, render_workers)
-        steps_in_worker = _steps_in_worker(profile, settings, probes, count) and bool(cameras)
-        workers = _render_workers(episode, profile, cameras, adapter, count, steps_in_worker)
+        settings = settings or ReplaySettings(tolerances=profile.tolerances)
+        cameras = validate_episode(episode, profile, settings)
+        own_adapter = adapter is None
+        adapter = adapter or adapter_for(episode, profile, physics)
+    except BaseException:
+        if prestarted is not None:
+            prestarted.close()
+        raise
+    timer = _Timer()
+    try:
+        # Started first (unless the caller did, earlier still), so the workers load and warm up while the
+        # sinks start and the state is estimated.
+        plan = plan_render_workers(episode, profile, settings, render_workers=render_workers, probes=probes,
+                                   adapter=adapter)
+        if prestarted is not None and prestarted.plan != plan:
+            raise ValueError(f"prestarted render workers {prestarted.plan} do not match this replay's {plan}")
+        steps_in_worker = plan is not None and plan.steps_in_worker
+        if plan is not None:
+            workers = prestarted.workers if prestarted is not None else plan.start()
         _start_sinks(sinks, SinkContext(episode, profile, settings, tuple(cameras), tuple(
             episode.state_names or [f"state_{i}" for i in range(episode.state.shape[1])])))
         start = time.perf_counter()
@@ -186,8 +201,9 @@ def replay_episode(
         abort_sinks(sinks)
         raise
     finally:
-        if workers is not None:
-            workers.close()
+        for given in (prestarted, workers):  # the same workers twice when given: closing again is harmless
+            if given is not None:
+                given.close()
         if own_adapter:
             adapter.close()
     result = _conclude(episode, profile, settings, initial, columns, offsets, final, timer)
@@ -236,15 +252,63 @@ def _steps_in_worker(profile: Profile, settings: ReplaySettings, probes: Sequenc
             and all(hasattr(probe, "reads") for probe in probes))
 
 
-def _render_workers(episode: Episode, profile: Profile, cameras: Sequence[str], adapter: SimAdapter,
-                    count: int, steps_in_worker: bool = False) -> RenderWorkers | None:
-    """Render workers for the compared cameras, on the adapter's own interpreter (a stack's, for a proxy)."""
+@dataclass(frozen=True)
+class WorkerPlan:
+    """The render workers a replay starts: equal plans start interchangeable workers."""
+
+    spec: SimSpec
+    count: int
+    depth: int  # steps outstanding at once (bounds the frame pools)
+    steps_in_worker: bool  # the one worker steps the physics too (`_Handover`)
+    python: str | None = None  # the interpreter (a stack's, for a proxy adapter); None: this one
+    isolated: bool = False
+
+    def start(self) -> RenderWorkers:
+        """The workers, starting in the background (`RenderWorkers`)."""
+        return RenderWorkers(self.spec, self.count, depth=self.depth, python=self.python, isolated=self.isolated)
+
+
+def plan_render_workers(episode: Episode, profile: Profile, settings: ReplaySettings, *,
+                        render_workers: int | None = None, probes: Sequence[Probe] = (),
+                        adapter: SimAdapter | None = None) -> WorkerPlan | None:
+    """The render workers replay_episode starts for these arguments (None: it renders here, or nothing).
+
+    They render the compared cameras on the adapter's own interpreter (a stack's, for a proxy; this
+    one for None or an in-process adapter). Raises InputError for an episode the profile cannot replay.
+    """
+    cameras = validate_episode(episode, profile, settings)
+    count = _worker_count(profile, render_workers)
     if not cameras or count == 0:
         return None
-    spec = sim_spec(episode, profile)
+    steps_in_worker = _steps_in_worker(profile, settings, probes, count)
     depth = IMAGE_STEP_AHEAD if steps_in_worker else PIPELINE_DEPTH_PER_WORKER * count + 2
-    return RenderWorkers(spec, count, depth=depth,
-                         python=getattr(adapter, "python", None), isolated=getattr(adapter, "isolated", False))
+    return WorkerPlan(sim_spec(episode, profile), count, depth, steps_in_worker,
+                      python=getattr(adapter, "python", None), isolated=getattr(adapter, "isolated", False))
+
+
+@dataclass
+class PrestartedWorkers:
+    """Render workers started before replay_episode (`start_render_workers`), with the plan they follow."""
+
+    plan: WorkerPlan
+    workers: RenderWorkers
+
+    def close(self) -> None:
+        """Stop and reap them (again is harmless): a caller failing before replay_episode took them over."""
+        self.workers.close()
+
+
+def start_render_workers(episode: Episode, profile: Profile, settings: ReplaySettings, *,
+                         render_workers: int | None = None, probes: Sequence[Probe] = (),
+                         adapter: SimAdapter | None = None) -> PrestartedWorkers | None:
+    """Start the render workers replay_episode would start, now, for its `workers` argument.
+
+    Their start (process, imports, GL context, first render: about a second on 2 cores) then overlaps
+    whatever the caller does before the replay. None when the replay would start none.
+    """
+    plan = plan_render_workers(episode, profile, settings, render_workers=render_workers, probes=probes,
+                               adapter=adapter)
+    return None if plan is None else PrestartedWorkers(plan, plan.start())
 
 
 class _Handover:
