@@ -205,13 +205,26 @@ def _mark(ax: Any, check: Check | None, first: int | None, own: int | None) -> N
         ax.axvline(own, color="tab:red", linewidth=1)
 
 
-def _plot_panels(panels: list[tuple[str, str, np.ndarray, Check | None, int | None]], first: int | None,
-                 path: Path, title: str) -> None:
-    """One stacked subplot per (title, ylabel, values, check, own onset)."""
+# Fixed margins in inches instead of a layout engine: constrained layout measured every text in a
+# first, hidden draw (two draws per figure, ~45% of the three ALOHA plots' time). These leave room for
+# 7-character y tick labels (matplotlib switches to an offset or 1eN beyond 6 digits) and a y label.
+_LEFT, _RIGHT, _BOTTOM, _TOP = 0.95, 0.15, 0.5, 0.6
+_GAP = 0.5  # between stacked panels: the lower panel's title, raised above an offset text ("1e-7") if any
+_WIDTH, _PANEL_HEIGHT = 9.0, 2.1
+
+
+def _figure(panels: list[tuple[str, str, np.ndarray, Check | None, int | None]], first: int | None,
+            title: str) -> Any:
+    """One stacked subplot per (title, ylabel, values, check, own onset), on fixed margins."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 2.1 * len(panels) + 0.6), layout="constrained")
-    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    n = len(panels)
+    height = _PANEL_HEIGHT * n + 0.6
+    axes_height = (height - _TOP - _BOTTOM - _GAP * (n - 1)) / n
+    fig = Figure(figsize=(_WIDTH, height))
+    axes = fig.subplots(n, 1, sharex=True, squeeze=False, gridspec_kw={
+        "left": _LEFT / _WIDTH, "right": 1 - _RIGHT / _WIDTH, "bottom": _BOTTOM / height,
+        "top": 1 - _TOP / height, "hspace": _GAP / axes_height})[:, 0]
     for ax, (name, ylabel, values, check, own) in zip(axes, panels, strict=True):
         steps, vals = _series(values)
         ax.plot(steps, vals, linewidth=1, marker="." if len(steps) < 60 else None)
@@ -224,8 +237,14 @@ def _plot_panels(panels: list[tuple[str, str, np.ndarray, Check | None, int | No
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="upper left")
     axes[-1].set_xlabel("step")
-    fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=80)
+    fig.suptitle(title, fontsize=10, y=1 - 0.1 / height, va="top")
+    return fig
+
+
+def _plot_panels(panels: list[tuple[str, str, np.ndarray, Check | None, int | None]], first: int | None,
+                 path: Path, title: str) -> None:
+    """The panels' figure as a PNG."""
+    _figure(panels, first, title).savefig(path, dpi=80)
 
 
 def _write_plots(result: ReplayResult, out: Path) -> list[tuple[str, str]]:
@@ -246,7 +265,9 @@ def _write_plots(result: ReplayResult, out: Path) -> list[tuple[str, str]]:
 
 
 def _ylabel(text: str, check: Check | None) -> str:
-    return f"{text} ({check.unit})" if check is not None and check.unit else text
+    if check is None or not check.unit:
+        return text
+    return f"{text} {check.unit}" if check.unit.startswith("(") else f"{text} ({check.unit})"  # "(normalized)"
 
 
 def _panels(result: ReplayResult, checks: dict[str, Check], panel: str) -> list:

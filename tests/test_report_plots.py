@@ -1,0 +1,54 @@
+"""The report's plots use fixed margins, not a layout engine: every text must still fit in the figure and clear
+the neighbouring panel, whatever the values' tick labels look like."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+from replay_check import report
+from replay_check.divergence import Check
+
+N = 400
+RAMP = np.linspace(0.0, 1.0, N)
+
+
+VALUES = {
+    "wide": RAMP * 123456.0,  # six-digit tick labels
+    "negative": (RAMP - 0.5) * 0.025,  # "-0.0100": negative, four decimals
+    "tiny": RAMP * 3e-7 + 1e-9,  # an offset text ("1e-7") above the axes, under the panel's title
+    "gap": np.where(RAMP > 0.9, np.nan, RAMP * 40.0),  # a gap at the end
+}
+
+
+def panels(names: list[str]) -> list:
+    """A panel per named series, each with a limit line and a divergence of its own (three legend rows)."""
+    out = []
+    for name in names:
+        values = VALUES[name]
+        check = Check(group="g", column="c", limit=float(np.nanmax(np.abs(values))) * 0.5, unit="(normalized)")
+        out.append((f"{name}/a_long_group_name", report._ylabel("max |error|", check), values, check, 250))
+    return out
+
+
+@pytest.mark.parametrize("names", [["tiny"], ["wide", "tiny", "negative", "gap"]], ids=["one", "four"])
+def test_no_text_is_clipped_or_lies_on_another_panel(names):
+    fig = report._figure(panels(names), first=200, title="A figure title (recorded vs replayed)")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    page = fig.bbox
+    boxes = [ax.get_tightbbox(renderer) for ax in fig.axes]  # ticks, labels, offset text, title, legend
+    suptitle = fig._suptitle.get_window_extent(renderer)
+    for box in [*boxes, suptitle]:
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1, (box, page)
+    assert suptitle.y0 >= boxes[0].y1  # the figure title clears the first panel's title
+    for upper, lower in zip(boxes, boxes[1:]):
+        assert lower.y1 <= upper.y0, (upper, lower)  # a panel's title clears the panel above
+
+
+def test_ylabel_wraps_a_unit_in_parentheses_once():
+    assert report._ylabel("max |error|", Check("g", "c", 1.0, unit="rad")) == "max |error| (rad)"
+    assert report._ylabel("max |error|", Check("g", "c", 1.0, unit="(normalized)")) == "max |error| (normalized)"
+    assert report._ylabel("max |error|", None) == "max |error|"
