@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.text import Text
 
 from replay_check import report
 from replay_check.divergence import Check
@@ -33,7 +34,10 @@ def panels(names: list[str]) -> list:
 
 
 @pytest.mark.parametrize("names", [["tiny"], ["wide", "tiny", "negative", "gap"]], ids=["one", "four"])
-def test_no_text_is_clipped_or_lies_on_another_panel(names):
+def test_no_text_is_clipped_or_lies_on_another_panel(names, monkeypatch):
+    drawn = []  # the texts the draw showed (not the ticks beyond the axis limits)
+    draw = Text.draw
+    monkeypatch.setattr(Text, "draw", lambda self, r: (drawn.append(self), draw(self, r))[1])
     fig = report._figure(panels(names), first=200, title="A figure title (recorded vs replayed)")
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
@@ -46,6 +50,12 @@ def test_no_text_is_clipped_or_lies_on_another_panel(names):
     assert suptitle.y0 >= boxes[0].y1  # the figure title clears the first panel's title
     for upper, lower in zip(boxes, boxes[1:]):
         assert lower.y1 <= upper.y0, (upper, lower)  # a panel's title clears the panel above
+    texts = [t for t in drawn if t.get_visible() and t.get_text()]
+    assert fig._suptitle in texts and any(t.get_text() == "1e\u22127" for t in texts)  # the offset text is shown
+    extents = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+    for i, (a, box_a) in enumerate(extents):
+        for b, box_b in extents[i + 1:]:
+            assert not box_a.overlaps(box_b), (a, b)  # titles, labels, tick labels, offset texts apart
 
 
 def test_ylabel_wraps_a_unit_in_parentheses_once():
