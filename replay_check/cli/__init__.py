@@ -16,6 +16,7 @@ import click
 
 from replay_check import __version__
 from replay_check.errors import EXIT_INTERRUPTED, EXIT_OPERATIONAL, ReplayCheckError
+from replay_check.process_exit import exit_now
 
 
 class _Group(click.Group):
@@ -63,7 +64,10 @@ _register()
 def main() -> None:
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` prints every thread's stack: where a stuck run waits
         faulthandler.register(signal.SIGUSR1, all_threads=True)
-    cli(prog_name="replay-check")
+    try:
+        cli(prog_name="replay-check")
+    except SystemExit as exc:  # Click's standalone mode always ends so; skip the interpreter's teardown
+        exit_now(exc.code)
 
 
 if __name__ == "__main__":  # pragma: no cover
