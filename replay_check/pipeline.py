@@ -133,12 +133,17 @@ def prepare(request: RunRequest) -> tuple[Episode, Profile, ReplaySettings]:
     return episode, config.profile, config.settings
 
 
-def _sinks(request: RunRequest, episode: Episode, config: ReplayConfig, rrd_tmp: Path | None
-           ) -> tuple[list[Sink], Any]:
+def _cameras(episode: Episode, config: ReplayConfig) -> list[str]:
+    """The dataset cameras a replay compares (none in state mode)."""
+    return list(episode.cameras) if config.settings.mode == "images" else []
+
+
+def _sinks(request: RunRequest, episode: Episode, config: ReplayConfig, rrd_tmp: Path | None,
+           capture: FrameCapture | None = None) -> tuple[list[Sink], Any]:
     sinks: list[Sink] = []
     rerun_sink = None
     profile = config.profile
-    cameras = list(episode.cameras) if config.settings.mode == "images" else []
+    cameras = _cameras(episode, config)
     if request.rerun is not None:
         from replay_check.viz import RerunSink
 
@@ -180,8 +185,8 @@ def _sinks(request: RunRequest, episode: Episode, config: ReplayConfig, rrd_tmp:
         from replay_check.video_export import VideoSink
 
         sinks.append(VideoSink(Path(request.video), fps=episode.fps, cameras=cameras))
-    if cameras:
-        sinks.append(FrameCapture())
+    if capture is not None:
+        sinks.append(capture)
     return sinks, rerun_sink
 
 
@@ -264,21 +269,24 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
     episode, config = prepare_config(request)
     stack_used = stack_name(request.stack, config.profile)
     timeline = ContactTimeline()  # a probe: whether a worker may step the physics depends on its reads
+    capture = FrameCapture(config.physics) if _cameras(episode, config) else None  # a probe and a sink
+    probes = [timeline, *([capture] if capture is not None else [])]
     workers = None
     if stack_used == STACK_INSTALLED:
         workers = start_render_workers(episode, config.profile, config.settings,
-                                       render_workers=request.render_workers, probes=[timeline])
+                                       render_workers=request.render_workers, probes=probes)
     try:
-        return _replay_and_report(request, episode, config, stack_used, timeline, workers, progress)
+        return _replay_and_report(request, episode, config, stack_used, timeline, capture, workers, progress)
     finally:
         if workers is not None:
             workers.close()  # replay_episode closed them already, unless something failed before it took them
 
 
 def _replay_and_report(request: RunRequest, episode: Episode, config: ReplayConfig, stack_used: str,
-                       timeline: ContactTimeline, workers: PrestartedWorkers | None,
+                       timeline: ContactTimeline, capture: FrameCapture | None, workers: PrestartedWorkers | None,
                        progress: Callable[[int, int], None] | None) -> RunOutcome:
     profile, settings = config.profile, config.settings
+    probes = [timeline, *([capture] if capture is not None else [])]
     fingerprint = episode_fingerprint(episode)
     out_dir = episode_report_dir(request.report_dir, report_name(episode.meta.report_name, stack_used), episode.index)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -296,22 +304,27 @@ def _replay_and_report(request: RunRequest, episode: Episode, config: ReplayConf
     rerun_sink = None
     frames_dir: Path | None = None
     try:
-        sinks, rerun_sink = _sinks(request, episode, config, rrd_tmp)
+        sinks, rerun_sink = _sinks(request, episode, config, rrd_tmp, capture)
         for extra in request.extra_sinks:  # e.g. other stacks' lanes, logged into this recording
             bind = getattr(extra, "bind", None)
             if bind is not None:
                 bind(rerun_sink)
         sinks = [*request.extra_sinks, *sinks]  # extra sinks finish before the recording closes
         adapter = None
+        frames: tuple[dict[str, Any] | None, dict[str, Path]] = (None, {})
         try:
-            adapter, stack = _stack_adapter(request, episode, config)
-            result = replay_episode(episode, profile, settings, sinks=sinks, progress=progress, adapter=adapter,
-                                    render_workers=request.render_workers, physics=config.physics,
-                                    probes=[timeline], workers=workers,
-                                    conclude=_cause_analysis(request, episode, config, stack, timeline))
-        except BaseException:
-            abort_sinks(sinks)  # the engine aborts its sinks too; this covers failures before it started
-            raise
+            try:
+                adapter, stack = _stack_adapter(request, episode, config)
+                result = replay_episode(episode, profile, settings, sinks=sinks, progress=progress, adapter=adapter,
+                                        render_workers=request.render_workers, physics=config.physics,
+                                        probes=probes, workers=workers,
+                                        conclude=_cause_analysis(request, episode, config, stack, timeline))
+            except BaseException:
+                abort_sinks(sinks)  # the engine aborts its sinks too; this covers failures before it started
+                raise
+            if capture is not None and capture.nearest_step(result) is not None:  # while a stack's adapter is open
+                frames_dir = Path(tempfile.mkdtemp(prefix=".frames-", dir=out_dir.parent))
+                frames = capture.write(result, frames_dir, adapter)
         finally:
             if adapter is not None:
                 adapter.close()
@@ -321,13 +334,10 @@ def _replay_and_report(request: RunRequest, episode: Episode, config: ReplayConf
             artifacts={"recording": str(rrd_final) if rrd_final else None,
                        "video": str(request.video) if request.video else None})
         moved_in = {}
-        capture = next((s for s in sinks if isinstance(s, FrameCapture)), None)
-        if capture is not None:
-            frames_dir = Path(tempfile.mkdtemp(prefix=".frames-", dir=out_dir.parent))
-            entry, files = capture.write(result, frames_dir)
-            if entry is not None:
-                result.divergence_frames = entry
-                moved_in.update(files)
+        entry, files = frames
+        if entry is not None:
+            result.divergence_frames = entry
+            moved_in.update(files)
         if rrd_tmp is not None and rrd_final is not None:
             if request.rerun.rrd_path is None:
                 moved_in[rrd_final.name] = rrd_tmp  # goes into the new report folder before it is swapped in

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,8 +20,8 @@ from replay_check.replay import replay_episode, sim_spec
 from replay_check.report import write_episode_report
 from replay_check.resync import resync_replay
 from replay_check.sims.base import InitialState, ObjectUncertainty, Pose
-from replay_check.steps import ReplaySettings, StepRecord
-from tests.sim_episodes import aloha_episode
+from replay_check.steps import ReplaySettings, SinkContext, StepRecord
+from tests.sim_episodes import ArrayFrames, aloha_episode
 
 
 @pytest.fixture(scope="module")
@@ -110,11 +111,15 @@ def test_report_carries_cause_evidence_frames_and_analyses(episode, profile, tmp
     assert "resync/right_arm" in result.metrics
     capture = FrameCapture()
     frame = np.zeros((8, 8, 3), np.uint8)
+    key = "observation.images.top"
+    shown = dataclasses.replace(faulty, cameras={key: ArrayFrames([frame] * faulty.length)})
+    capture.start(SinkContext(shown, profile, ReplaySettings(), (key,), ()))
     for t in (8, 12):
-        capture.on_step(StepRecord(t, 0.0, faulty.state[t], faulty.state[t], None, {},
-                                   recorded_frames={"observation.images.top": frame},
-                                   replayed_frames={"observation.images.top": frame + 100}), {})
-    entry, files = capture.write(result, tmp_path)
+        capture(t, SimpleNamespace(snapshot=lambda t=t: np.array([float(t)])))
+        capture.on_step(StepRecord(t, 0.0, faulty.state[t], faulty.state[t], None, {}, recorded_frames={key: frame},
+                                   replayed_frames={key: frame + 100}), {})
+    renderer = SimpleNamespace(render_snapshot=lambda camera, snapshot: frame + int(snapshot[0]))
+    entry, files = capture.write(result, tmp_path, renderer)
     assert entry["step"] == 12 and set(files) == {f"divergence_top_{k}.png" for k in ("recorded", "replayed", "diff")}
     result.divergence_frames = entry
     out = write_episode_report(result, tmp_path / "report", plots=False, files=files)
