@@ -48,7 +48,7 @@ def test_no_text_is_clipped_or_lies_on_another_panel(names, monkeypatch):
     for box in [*boxes, suptitle]:
         assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1, (box, page)
     assert suptitle.y0 >= boxes[0].y1  # the figure title clears the first panel's title
-    for upper, lower in zip(boxes, boxes[1:]):
+    for upper, lower in zip(boxes, boxes[1:], strict=False):
         assert lower.y1 <= upper.y0, (upper, lower)  # a panel's title clears the panel above
     texts = [t for t in drawn if t.get_visible() and t.get_text()]
     assert fig._suptitle in texts and any(t.get_text() == "1e\u22127" for t in texts)  # the offset text is shown
