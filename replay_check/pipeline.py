@@ -276,17 +276,17 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
         workers = start_render_workers(episode, config.profile, config.settings,
                                        render_workers=request.render_workers, probes=probes)
     try:
-        return _replay_and_report(request, episode, config, stack_used, timeline, capture, workers, progress)
+        return _replay_and_report(request, episode, config, stack_used, timeline, capture, probes, workers, progress)
     finally:
         if workers is not None:
             workers.close()  # replay_episode closed them already, unless something failed before it took them
 
 
 def _replay_and_report(request: RunRequest, episode: Episode, config: ReplayConfig, stack_used: str,
-                       timeline: ContactTimeline, capture: FrameCapture | None, workers: PrestartedWorkers | None,
-                       progress: Callable[[int, int], None] | None) -> RunOutcome:
+                       timeline: ContactTimeline, capture: FrameCapture | None, probes: list,
+                       workers: PrestartedWorkers | None, progress: Callable[[int, int], None] | None) -> RunOutcome:
+    """run_episode after the workers' start; `probes` are the ones the workers were planned with."""
     profile, settings = config.profile, config.settings
-    probes = [timeline, *([capture] if capture is not None else [])]
     fingerprint = episode_fingerprint(episode)
     out_dir = episode_report_dir(request.report_dir, report_name(episode.meta.report_name, stack_used), episode.index)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
