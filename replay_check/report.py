@@ -211,6 +211,7 @@ def _mark(ax: Any, check: Check | None, first: int | None, own: int | None) -> N
 _LEFT, _RIGHT, _BOTTOM, _TOP = 0.95, 0.15, 0.5, 0.6
 _GAP = 0.4  # between stacked panels: the lower panel's title
 _WIDTH, _PANEL_HEIGHT = 9.0, 2.1
+HEADROOM = 1.3  # a non-negative panel's top, as a multiple of its largest value
 
 
 def _figure(panels: list[tuple[str, str, np.ndarray, Check | None, int | None]], first: int | None,
@@ -228,8 +229,11 @@ def _figure(panels: list[tuple[str, str, np.ndarray, Check | None, int | None]],
     for ax, (name, ylabel, values, check, own) in zip(axes, panels, strict=True):
         steps, vals = _series(values)
         ax.plot(steps, vals, linewidth=1, marker="." if len(steps) < 60 else None)
-        if vals.size and np.all(vals[np.isfinite(vals)] >= 0):
-            ax.set_ylim(bottom=0)
+        finite = vals[np.isfinite(vals)]
+        if finite.size and np.all(finite >= 0):
+            # From zero, with headroom: a curve near its maximum (SSIM ~0.997) would otherwise run along the
+            # panel's top edge, and the legend (upper left) would sit on it.
+            ax.set_ylim(0, max(ax.get_ylim()[1], HEADROOM * float(finite.max())) or 1.0)
         _mark(ax, check, first, own)
         # A fixed title height (y given) skips matplotlib's search for what sits above the axes (~15% of
         # the draw); the only such text, the y offset ("1e-7"), goes to the right, away from the title.

@@ -62,3 +62,19 @@ def test_ylabel_wraps_a_unit_in_parentheses_once():
     assert report._ylabel("max |error|", Check("g", "c", 1.0, unit="rad")) == "max |error| (rad)"
     assert report._ylabel("max |error|", Check("g", "c", 1.0, unit="(normalized)")) == "max |error| (normalized)"
     assert report._ylabel("max |error|", None) == "max |error|"
+
+
+@pytest.mark.parametrize("level, limit", [(0.997, None), (43.0, 30.0)], ids=["ssim-like", "psnr-like"])
+def test_a_curve_near_its_maximum_stays_clear_of_the_top_edge_and_the_legend(level, limit):
+    """SSIM ~0.997 once ran along the panel's top edge, and PSNR's legend sat on its curve."""
+    values = level * (1.0 + 0.002 * np.sin(np.arange(N) / 5.0))
+    check = None if limit is None else Check(group="g", column="c", limit=limit, unit="dB")
+    fig = report._figure([("camera SSIM", "SSIM", values, check, None)], first=None, title="Image agreement")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    ax = fig.axes[0]
+    curve_top = ax.transData.transform((0.0, float(values.max())))[1]
+    assert ax.bbox.y1 - curve_top >= 0.15 * ax.bbox.height  # headroom between the curve and the frame
+    legend = ax.get_legend()
+    if legend is not None:
+        assert legend.get_window_extent(canvas.get_renderer()).y0 >= curve_top  # the legend is above the curve
