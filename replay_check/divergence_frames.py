@@ -19,6 +19,7 @@ import numpy as np
 
 from replay_check.dataset.episode import FrameSource
 from replay_check.errors import OutputError
+from replay_check.metrics import diff_image
 from replay_check.steps import ReplayResult, SinkContext, StepRecord
 
 DIFF_GAIN = 4  # |recorded - replayed| x4, so small differences show
@@ -36,12 +37,6 @@ def recorded_frame(source: FrameSource, t: int) -> np.ndarray:
     if frame is None:
         raise RuntimeError(f"the recorded camera has no row {t}, which the replay compared")
     return frame
-
-
-def diff_image(recorded: np.ndarray, replayed: np.ndarray) -> np.ndarray:
-    """|recorded - replayed| times DIFF_GAIN, clipped to uint8."""
-    diff = np.abs(recorded.astype(np.int16) - replayed.astype(np.int16))
-    return np.minimum(diff * DIFF_GAIN, 255).astype(np.uint8)
 
 
 class FrameCapture:
@@ -122,8 +117,8 @@ class FrameCapture:
         for key, recorded, replayed in self.frames(step, adapter):
             camera = key.rsplit(".", 1)[-1]
             names = {}
-            for kind, image in (("recorded", recorded), ("replayed", replayed), ("diff", diff_image(recorded,
-                                                                                                     replayed))):
+            diff = diff_image(recorded, replayed, gain=DIFF_GAIN)
+            for kind, image in (("recorded", recorded), ("replayed", replayed), ("diff", diff)):
                 name = f"divergence_{camera}_{kind}.png"
                 path = Path(folder) / name
                 if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):

@@ -31,7 +31,7 @@ from replay_check.fingerprint import episode_fingerprint
 from replay_check.outputs import check_output_dir, check_output_file, check_video_path
 from replay_check.profiles import Profile
 from replay_check.provenance import STACK_INSTALLED
-from replay_check.replay import PrestartedWorkers, abort_sinks, replay_episode, start_render_workers
+from replay_check.replay import PrestartedWorkers, abort_sinks, compared_cameras, replay_episode, start_render_workers
 from replay_check.report import write_episode_report
 from replay_check.steps import ReplayResult, ReplaySettings, Sink
 
@@ -133,17 +133,12 @@ def prepare(request: RunRequest) -> tuple[Episode, Profile, ReplaySettings]:
     return episode, config.profile, config.settings
 
 
-def _cameras(episode: Episode, config: ReplayConfig) -> list[str]:
-    """The dataset cameras a replay compares (none in state mode)."""
-    return list(episode.cameras) if config.settings.mode == "images" else []
-
-
 def _sinks(request: RunRequest, episode: Episode, config: ReplayConfig, rrd_tmp: Path | None,
            capture: FrameCapture | None = None) -> tuple[list[Sink], Any]:
     sinks: list[Sink] = []
     rerun_sink = None
     profile = config.profile
-    cameras = _cameras(episode, config)
+    cameras = compared_cameras(episode, config.settings)
     if request.rerun is not None:
         from replay_check.viz import RerunSink
 
@@ -269,7 +264,7 @@ def run_episode(request: RunRequest, progress: Callable[[int, int], None] | None
     episode, config = prepare_config(request)
     stack_used = stack_name(request.stack, config.profile)
     timeline = ContactTimeline()  # a probe: whether a worker may step the physics depends on its reads
-    capture = FrameCapture(config.physics) if _cameras(episode, config) else None  # a probe and a sink
+    capture = FrameCapture(config.physics) if compared_cameras(episode, config.settings) else None  # a probe and a sink
     probes = [timeline, *([capture] if capture is not None else [])]
     workers = None
     if stack_used == STACK_INSTALLED:

@@ -66,6 +66,11 @@ def validate_episode(episode: Episode, profile: Profile, settings: ReplaySetting
             f"dataset camera {unmapped[0]!r} has no simulator camera in profile {profile.name!r} "
             f"(mapped: {', '.join(profile.cameras) or 'none'})"
         )
+    return compared_cameras(episode, settings)
+
+
+def compared_cameras(episode: Episode, settings: ReplaySettings) -> list[str]:
+    """The dataset cameras a replay compares: all of them in image mode, none in state mode."""
     return list(episode.cameras) if settings.mode == "images" else []
 
 
@@ -167,8 +172,7 @@ def replay_episode(
     try:
         # Started first (unless the caller did, earlier still), so the workers load and warm up while the
         # sinks start and the state is estimated.
-        plan = plan_render_workers(episode, profile, settings, render_workers=render_workers, probes=probes,
-                                   adapter=adapter)
+        plan = _plan(cameras, episode, profile, settings, render_workers, probes, adapter)
         if prestarted is not None and prestarted.plan != plan:
             raise ValueError(f"prestarted render workers {prestarted.plan} do not match this replay's {plan}")
         steps_in_worker = plan is not None and plan.steps_in_worker
@@ -276,7 +280,13 @@ def plan_render_workers(episode: Episode, profile: Profile, settings: ReplaySett
     They render the compared cameras on the adapter's own interpreter (a stack's, for a proxy; this
     one for None or an in-process adapter). Raises InputError for an episode the profile cannot replay.
     """
-    cameras = validate_episode(episode, profile, settings)
+    return _plan(validate_episode(episode, profile, settings), episode, profile, settings, render_workers, probes,
+                 adapter)
+
+
+def _plan(cameras: Sequence[str], episode: Episode, profile: Profile, settings: ReplaySettings,
+          render_workers: int | None, probes: Sequence[Probe], adapter: SimAdapter | None) -> WorkerPlan | None:
+    """plan_render_workers for an episode already validated (`cameras`: the ones it compares)."""
     count = _worker_count(profile, render_workers)
     if not cameras or count == 0:
         return None

@@ -12,8 +12,9 @@ import pytest
 
 from replay_check import pipeline
 from replay_check import replay as replay_module
-from replay_check.divergence_frames import FrameCapture, diff_image, recorded_frame
+from replay_check.divergence_frames import FrameCapture, recorded_frame
 from replay_check.errors import OutputError
+from replay_check.metrics import diff_image
 from replay_check.pipeline import RunRequest, run_episode
 from replay_check.profiles import available_profiles
 from replay_check.replay import adapter_for, replay_episode
